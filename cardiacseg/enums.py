@@ -1,0 +1,58 @@
+"""Shared enumerations: the internal label convention and cardiac phases."""
+
+from __future__ import annotations
+
+from enum import Enum, IntEnum
+
+
+class CardiacLabel(IntEnum):
+    """Internal label values used everywhere inside cardiacseg.
+
+    Dataset conventions (e.g. ACDC: 1 RV, 2 MYO, 3 LV) are converted at the I/O boundary.
+
+    Example:
+        >>> int(CardiacLabel.LV), int(CardiacLabel.RV)
+        (1, 3)
+    """
+
+    BG = 0
+    LV = 1
+    MYO = 2
+    RV = 3
+
+
+class Phase(str, Enum):
+    """Named cardiac phases: end-diastole and end-systole.
+
+    Example:
+        >>> Phase.ED.value
+        'ED'
+    """
+
+    ED = "ED"
+    ES = "ES"
+
+
+class CurationKind(str, Enum):
+    """Kinds of inconsistency found (and possibly repaired) while reading a cine study.
+
+    They follow the curation list of the 7T transfer-learning study (missing time points, inconsistent
+    slice spacing, inconsistent image dimension, repeat measurements, scaled images, image rotations),
+    plus bookkeeping items about files that were ignored.
+
+    Example:
+        >>> CurationKind.MISSING_PHASE.value
+        'missing_phase'
+    """
+
+    MISSING_PHASE = "missing_phase"
+    MISSING_SLICE = "missing_slice"
+    UNEVEN_SLICE_SPACING = "uneven_slice_spacing"
+    INCONSISTENT_SIZE = "inconsistent_size"
+    REPEATED_SLICE = "repeated_slice"
+    RESCALED_IMAGE = "rescaled_image"
+    ROTATED_IMAGE = "rotated_image"
+    EXTRA_SERIES = "extra_series"
+    IGNORED_FILE = "ignored_file"
+    SLICE_LOCATION_MISMATCH = "slice_location_mismatch"
+    DECLARED_PHASES_MISMATCH = "declared_phases_mismatch"

@@ -1,0 +1,232 @@
+"""The typed data model shared by every reader: :class:`CineStudy` and its :class:`CurationReport`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from cardiacseg.enums import CardiacLabel, CurationKind
+from cardiacseg.typing import Affine, FloatArray, LabelArray, SpacingZYX
+
+#: Axis order of :attr:`CineStudy.image`: phase (time), slice, row, column.
+AXES = "TZYX"
+
+Severity = Literal["info", "repaired", "warning"]
+
+
+@dataclass(frozen=True)
+class CurationIssue:
+    """One inconsistency found while reading a study.
+
+    Attributes:
+        kind: what was found.
+        severity: ``"info"`` (harmless), ``"repaired"`` (fixed safely, see ``message``) or ``"warning"``
+            (left as is; results that depend on it may be affected).
+        message: a sentence a person can act on.
+        files: the input files concerned (may be empty).
+
+    Example:
+        >>> CurationIssue(CurationKind.MISSING_SLICE, "warning", "gap at 40 mm").severity
+        'warning'
+    """
+
+    kind: CurationKind
+    severity: Severity
+    message: str
+    files: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        """Return a JSON-serialisable dictionary.
+
+        Returns:
+            The issue with its kind as a string.
+        """
+        return {"kind": self.kind.value, "severity": self.severity, "message": self.message,
+                "files": list(self.files)}
+
+
+@dataclass
+class CurationReport:
+    """Everything a reader noticed, repaired or ignored.
+
+    Example:
+        >>> r = CurationReport()
+        >>> r.add(CurationKind.IGNORED_FILE, "info", "not DICOM", ("notes.txt",))
+        >>> r.has(CurationKind.IGNORED_FILE), len(r)
+        (True, 1)
+    """
+
+    issues: list[CurationIssue] = field(default_factory=list)
+
+    def add(self, kind: CurationKind, severity: Severity, message: str, files: tuple[str, ...] = ()) -> None:
+        """Append an issue.
+
+        Args:
+            kind: what was found.
+            severity: ``"info"``, ``"repaired"`` or ``"warning"``.
+            message: human-readable explanation.
+            files: input files concerned.
+        """
+        self.issues.append(CurationIssue(kind, severity, message, tuple(files)))
+
+    def has(self, kind: CurationKind) -> bool:
+        """Whether an issue of ``kind`` was recorded.
+
+        Args:
+            kind: the kind to look for.
+
+        Returns:
+            True when at least one issue has that kind.
+        """
+        return any(i.kind == kind for i in self.issues)
+
+    def of_kind(self, kind: CurationKind) -> list[CurationIssue]:
+        """Issues of one kind.
+
+        Args:
+            kind: the kind to select.
+
+        Returns:
+            The matching issues in the order they were found.
+        """
+        return [i for i in self.issues if i.kind == kind]
+
+    def to_list(self) -> list[dict[str, object]]:
+        """Return the issues as JSON-serialisable dictionaries.
+
+        Returns:
+            One dictionary per issue.
+        """
+        return [i.to_dict() for i in self.issues]
+
+    def __len__(self) -> int:
+        return len(self.issues)
+
+
+@dataclass(frozen=True)
+class CineStudy:
+    """A short-axis cine study: image, geometry, timing and optional expert labels.
+
+    Attributes:
+        image: float32 array with axes ``(T, Z, Y, X)``: phase, slice (apex/base order as acquired),
+            row, column. A single-phase volume has ``T == 1``.
+        spacing_mm: ``(z, y, x)`` spacing in mm in array order, or ``None`` when unknown (never a
+            made-up value). ``z`` is the slice *spacing* (centre to centre), not the slice thickness.
+        affine: 4x4 matrix mapping voxel indices ``(x, y, z)`` (column, row, slice, i.e. array axes 3, 2,
+            1) to RAS+ world coordinates in mm, as in NIfTI; ``None`` when unknown.
+        phase_times_ms: trigger time of each phase (averaged over slices), or ``None``.
+        slice_positions_mm: position of each slice along the slice normal, or ``None``.
+        phase_ids: the index of each stored phase in the full cardiac cycle (e.g. ``(0, 11)`` for a
+            study holding only the ACDC ED and ES frames of a 30-frame cycle).
+        labels: expert or predicted label maps ``(Z, Y, X)`` uint8 with internal labels
+            (0 BG, 1 LV, 2 MYO, 3 RV), keyed by index into the ``T`` axis.
+        annotated_slices: for each labelled phase, the slice indices that carry annotations (e.g. the
+            contoured Sunnybrook slices); a missing key means every slice of that phase is annotated.
+        ed_phase: index into ``T`` of end-diastole when known from the source, else ``None``.
+        es_phase: index into ``T`` of end-systole when known from the source, else ``None``.
+        source: human-readable description of where the study came from.
+        source_files: for DICOM input, the file of each ``(t, z)`` image; else ``None``.
+        instance_numbers: for DICOM input, the InstanceNumber of each ``(t, z)`` image; else ``None``.
+        curation: what the reader found, repaired or ignored.
+
+    Example:
+        >>> import numpy as np
+        >>> s = CineStudy(image=np.zeros((2, 3, 4, 4), np.float32), spacing_mm=(8.0, 1.5, 1.5))
+        >>> s.n_phases, s.n_slices, s.voxel_volume_ml
+        (2, 3, 0.018)
+    """
+
+    image: FloatArray
+    spacing_mm: SpacingZYX | None = None
+    affine: Affine | None = None
+    phase_times_ms: tuple[float, ...] | None = None
+    slice_positions_mm: tuple[float, ...] | None = None
+    phase_ids: tuple[int, ...] | None = None
+    labels: dict[int, LabelArray] = field(default_factory=dict)
+    annotated_slices: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    ed_phase: int | None = None
+    es_phase: int | None = None
+    source: str = ""
+    source_files: tuple[tuple[str, ...], ...] | None = None
+    instance_numbers: npt.NDArray[np.int64] | None = None
+    curation: CurationReport = field(default_factory=CurationReport)
+
+    def __post_init__(self) -> None:
+        if self.image.ndim != 4:
+            raise ValueError(f"CineStudy.image must have axes {AXES} (4-D), got shape {self.image.shape}")
+        t, z, y, x = self.image.shape
+        if self.spacing_mm is not None:
+            if len(self.spacing_mm) != 3 or not all(np.isfinite(s) and s > 0 for s in self.spacing_mm):
+                raise ValueError(f"spacing_mm must be three positive numbers (z, y, x), got {self.spacing_mm}")
+        if self.affine is not None and np.asarray(self.affine).shape != (4, 4):
+            raise ValueError(f"affine must be 4x4, got shape {np.asarray(self.affine).shape}")
+        if self.phase_times_ms is not None and len(self.phase_times_ms) != t:
+            raise ValueError(f"phase_times_ms has {len(self.phase_times_ms)} entries for {t} phases")
+        if self.slice_positions_mm is not None and len(self.slice_positions_mm) != z:
+            raise ValueError(f"slice_positions_mm has {len(self.slice_positions_mm)} entries for {z} slices")
+        if self.phase_ids is not None and len(self.phase_ids) != t:
+            raise ValueError(f"phase_ids has {len(self.phase_ids)} entries for {t} phases")
+        for p, lab in self.labels.items():
+            if not 0 <= p < t:
+                raise ValueError(f"label phase index {p} outside 0..{t - 1}")
+            if lab.shape != (z, y, x):
+                raise ValueError(f"label of phase {p} has shape {lab.shape}, expected {(z, y, x)}")
+            if lab.size and int(lab.max()) > max(CardiacLabel):
+                raise ValueError(f"label of phase {p} holds value {int(lab.max())}; internal labels are 0..3")
+        for name, value in (("ed_phase", self.ed_phase), ("es_phase", self.es_phase)):
+            if value is not None and not 0 <= value < t:
+                raise ValueError(f"{name}={value} outside 0..{t - 1}")
+
+    @property
+    def n_phases(self) -> int:
+        """Number of stored phases ``T``."""
+        return int(self.image.shape[0])
+
+    @property
+    def n_slices(self) -> int:
+        """Number of slices ``Z``."""
+        return int(self.image.shape[1])
+
+    @property
+    def voxel_volume_ml(self) -> float | None:
+        """Volume of one voxel in mL (``None`` when spacing is unknown)."""
+        if self.spacing_mm is None:
+            return None
+        return float(round(np.prod(self.spacing_mm) / 1000.0, 12))
+
+    def with_labels(
+        self, labels: dict[int, LabelArray], annotated_slices: dict[int, tuple[int, ...]] | None = None
+    ) -> CineStudy:
+        """Return a copy of the study carrying other label maps (the image array is shared, not copied).
+
+        Args:
+            labels: internal label maps keyed by phase index.
+            annotated_slices: annotated slices per phase (default: all slices).
+
+        Returns:
+            A new :class:`CineStudy`.
+
+        Raises:
+            ValueError: when a label map does not match the image grid.
+        """
+        return replace(self, labels=dict(labels), annotated_slices=dict(annotated_slices or {}))
+
+    def summary(self) -> str:
+        """One paragraph describing the study.
+
+        Returns:
+            Text for a terminal.
+        """
+        sp = "unknown" if self.spacing_mm is None else "x".join(f"{s:.3g}" for s in self.spacing_mm)
+        lines = [
+            f"{self.source}",
+            f"  image {AXES} {tuple(self.image.shape)}, spacing (z, y, x) mm: {sp}",
+            f"  labelled phases: {sorted(self.labels) or 'none'}; ED={self.ed_phase} ES={self.es_phase}",
+        ]
+        if len(self.curation):
+            lines.append(f"  curation: {len(self.curation)} item(s)")
+            lines += [f"    [{i.severity}] {i.kind.value}: {i.message}" for i in self.curation.issues]
+        return "\n".join(lines)
