@@ -25,10 +25,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     study = read_study(args.path)
     if args.json:
-        print(json.dumps({"source": study.source, "shape_TZYX": list(study.image.shape),
-                          "spacing_mm_zyx": study.spacing_mm, "phase_times_ms": study.phase_times_ms,
-                          "slice_positions_mm": study.slice_positions_mm,
-                          "curation": study.curation.to_list()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "source": study.source,
+                    "shape_TZYX": list(study.image.shape),
+                    "spacing_mm_zyx": study.spacing_mm,
+                    "phase_times_ms": study.phase_times_ms,
+                    "slice_positions_mm": study.slice_positions_mm,
+                    "curation": study.curation.to_list(),
+                },
+                indent=2,
+            )
+        )
     else:
         print(study.summary())
     return 0
@@ -43,9 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     Example:
         >>> build_parser().parse_args(["demo", "--output", "out"]).output
         'out'
+
     """
-    parser = argparse.ArgumentParser(prog="cardiacseg", description="Cardiac cine MRI segmentation and "
-                                     "clinical indices (LV, MYO, RV; EDV, ESV, EF, LV mass).")
+    parser = argparse.ArgumentParser(
+        prog="cardiacseg",
+        description="Cardiac cine MRI segmentation and "
+        "clinical indices (LV, MYO, RV; EDV, ESV, EF, LV mass).",
+    )
     parser.add_argument("--version", action="version", version=f"cardiacseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="report on the packaged Sunnybrook sample study")
@@ -70,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Example:
         >>> main(["--version"])  # doctest: +SKIP
+
     """
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", message="Invalid value for VR UI")

@@ -24,6 +24,7 @@ def demo_study_path() -> Path:
     Example:
         >>> (demo_study_path() / "dicom").is_dir()
         True
+
     """
     return Path(str(resources.files("cardiacseg") / "data" / "demo" / "SCD0000101"))
 
@@ -37,6 +38,7 @@ def load_demo_study() -> CineStudy:
     Example:
         >>> load_demo_study().image.shape
         (2, 12, 256, 256)
+
     """
     root = demo_study_path()
     return read_sunnybrook_study(root / "dicom", root / "contours")
@@ -57,14 +59,21 @@ def run_demo(output: PathLike, overwrite: bool = False) -> dict[str, object]:
 
     Example:
         >>> report = run_demo("demo_output", overwrite=True)  # doctest: +SKIP
+
     """
     study = load_demo_study()
     indices = compute_cardiac_indices(study)
     report = build_report(study, indices, {"labels": "expert contours (Sunnybrook)"})
     out = Path(output)
     paths = write_report(out, report, overwrite=overwrite)
-    paths.append(plot_overlay(study, out / "overlay.png", overwrite=overwrite,
-                              title="Sunnybrook SC-HF-I-1: expert contours (LV red, MYO green)"))
+    paths.append(
+        plot_overlay(
+            study,
+            out / "overlay.png",
+            overwrite=overwrite,
+            title="Sunnybrook SC-HF-I-1: expert contours (LV red, MYO green)",
+        )
+    )
     print(study.summary())
     print("Clinical indices from expert contours:")
     print(format_indices(indices))

@@ -13,6 +13,7 @@ class CardiacLabel(IntEnum):
     Example:
         >>> int(CardiacLabel.LV), int(CardiacLabel.RV)
         (1, 3)
+
     """
 
     BG = 0
@@ -27,6 +28,7 @@ class Phase(str, Enum):
     Example:
         >>> Phase.ED.value
         'ED'
+
     """
 
     ED = "ED"
@@ -43,6 +45,7 @@ class CurationKind(str, Enum):
     Example:
         >>> CurationKind.MISSING_PHASE.value
         'missing_phase'
+
     """
 
     MISSING_PHASE = "missing_phase"

@@ -60,6 +60,7 @@ def plot_overlay(
 
     Example:
         >>> plot_overlay(study, "overlay.png")  # doctest: +SKIP
+
     """
     import matplotlib
 
@@ -79,8 +80,9 @@ def plot_overlay(
         idx = np.linspace(0, len(cand) - 1, min(max_slices, len(cand))).round().astype(int)
         slices = [cand[i] for i in sorted(set(idx.tolist()))]
     rs, cs = _heart_box(study, phases)
-    fig, axes = plt.subplots(len(phases), len(slices), figsize=(2.2 * len(slices), 2.6 * len(phases) + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(phases), len(slices), figsize=(2.2 * len(slices), 2.6 * len(phases) + 0.6), squeeze=False
+    )
     for r, p in enumerate(phases):
         name = "ED" if p == study.ed_phase else "ES" if p == study.es_phase else f"phase {p}"
         for c, z in enumerate(slices):
@@ -90,8 +92,11 @@ def plot_overlay(
             ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
             lab = study.labels[p][z][rs, cs]
             # Myocardium as its epicardial outline (LV + MYO region), then LV and RV on top.
-            regions = {CardiacLabel.MYO: (lab == CardiacLabel.MYO) | (lab == CardiacLabel.LV),
-                       CardiacLabel.LV: lab == CardiacLabel.LV, CardiacLabel.RV: lab == CardiacLabel.RV}
+            regions = {
+                CardiacLabel.MYO: (lab == CardiacLabel.MYO) | (lab == CardiacLabel.LV),
+                CardiacLabel.LV: lab == CardiacLabel.LV,
+                CardiacLabel.RV: lab == CardiacLabel.RV,
+            }
             for value, region in regions.items():
                 if (lab == value).any():
                     ax.contour(region, levels=[0.5], colors=LABEL_COLOURS[value], linewidths=1.0)

@@ -46,6 +46,7 @@ class PhaseVolumes:
     Example:
         >>> PhaseVolumes(0, 1000, 500, 0, 10.0, 5.0, 0.0).lv_ml
         10.0
+
     """
 
     phase: int
@@ -79,6 +80,7 @@ class CardiacIndices:
         >>> es = np.zeros((1, 4, 4), np.uint8); es[0, :1, :2] = 1
         >>> compute_cardiac_indices({0: ed, 1: es}, spacing_mm=(10.0, 1.0, 1.0)).lv_ef_percent
         50.0
+
     """
 
     ed_phase: int
@@ -102,6 +104,7 @@ class CardiacIndices:
 
         Returns:
             All fields; ``per_phase`` as a list of dictionaries.
+
         """
         return asdict(self)
 
@@ -122,6 +125,7 @@ def compute_label_volumes(label: LabelArray, spacing_mm: SpacingZYX | None) -> d
         >>> lab = np.zeros((2, 10, 10), np.uint8); lab[:, :5, :] = 1
         >>> compute_label_volumes(lab, (10.0, 1.0, 1.0))["lv_ml"]
         1.0
+
     """
     voxel_ml = None if spacing_mm is None else float(np.prod(spacing_mm)) / 1000.0
     counts = np.bincount(np.asarray(label, dtype=np.uint8).ravel(), minlength=4)
@@ -149,6 +153,7 @@ def detect_ed_es(labels: Mapping[int, LabelArray]) -> tuple[int, int]:
         >>> a = np.ones((1, 2, 2), np.uint8); b = a.copy(); b[0, 0, 0] = 0
         >>> detect_ed_es({3: b, 7: a})
         (7, 3)
+
     """
     if len(labels) < 2:
         raise ValueError(f"ED/ES detection needs at least two labelled phases, got {sorted(labels)}")
@@ -192,6 +197,7 @@ def compute_cardiac_indices(
         >>> idx = compute_cardiac_indices({0: ed, 1: es}, spacing_mm=None)
         >>> idx.lv_ef_percent, idx.lv_edv_ml, idx.volumes_available
         (75.0, None, False)
+
     """
     if isinstance(labels, CineStudy):
         study = labels
@@ -220,9 +226,17 @@ def compute_cardiac_indices(
     per_phase = []
     for t in sorted(label_maps):
         v = compute_label_volumes(label_maps[t], spacing_mm)
-        per_phase.append(PhaseVolumes(
-            phase=int(t), lv_voxels=int(v["lv_voxels"] or 0), myo_voxels=int(v["myo_voxels"] or 0),
-            rv_voxels=int(v["rv_voxels"] or 0), lv_ml=v["lv_ml"], myo_ml=v["myo_ml"], rv_ml=v["rv_ml"]))
+        per_phase.append(
+            PhaseVolumes(
+                phase=int(t),
+                lv_voxels=int(v["lv_voxels"] or 0),
+                myo_voxels=int(v["myo_voxels"] or 0),
+                rv_voxels=int(v["rv_voxels"] or 0),
+                lv_ml=v["lv_ml"],
+                myo_ml=v["myo_ml"],
+                rv_ml=v["rv_ml"],
+            )
+        )
     by_phase = {p.phase: p for p in per_phase}
     ed, es = by_phase[ed_phase], by_phase[es_phase]
     unavailable: dict[str, str] = {}
@@ -258,8 +272,11 @@ def compute_cardiac_indices(
         lv_esv_ml=lv_esv,
         lv_sv_ml=None if lv_edv is None or lv_esv is None else lv_edv - lv_esv,
         lv_ef_percent=lv_ef,
-        lv_mass_g=(ed.myo_ml * MYOCARDIAL_DENSITY_G_PER_ML
-                   if have_volumes and has_myo and ed.myo_ml is not None else None),
+        lv_mass_g=(
+            ed.myo_ml * MYOCARDIAL_DENSITY_G_PER_ML
+            if have_volumes and has_myo and ed.myo_ml is not None
+            else None
+        ),
         rv_edv_ml=rv_edv,
         rv_esv_ml=rv_esv,
         rv_sv_ml=None if rv_edv is None or rv_esv is None else rv_edv - rv_esv,
@@ -289,6 +306,7 @@ def per_slice_table(
     Example:
         >>> rows = per_slice_table(study)  # doctest: +SKIP
         >>> rows[0]["lv_ml"]  # doctest: +SKIP
+
     """
     spacing = spacing_mm if spacing_mm is not None else study.spacing_mm
     if phases is None:

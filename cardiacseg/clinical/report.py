@@ -38,16 +38,23 @@ def format_indices(indices: CardiacIndices) -> str:
 
     Example:
         >>> print(format_indices(compute_cardiac_indices(study)))  # doctest: +SKIP
+
     """
     lines = [f"ED phase {indices.ed_phase}, ES phase {indices.es_phase} ({indices.ed_es_source})"]
     for name, key, unit in _ROWS:
         value = getattr(indices, key)
-        text = f"{value:8.1f} {unit}" if value is not None else f"     n/a    ({indices.unavailable.get(key, '')})"
+        text = (
+            f"{value:8.1f} {unit}"
+            if value is not None
+            else f"     n/a    ({indices.unavailable.get(key, '')})"
+        )
         lines.append(f"  {name:8s} {text}")
     return "\n".join(lines)
 
 
-def build_report(study: CineStudy, indices: CardiacIndices, extra: dict[str, object] | None = None) -> dict[str, object]:
+def build_report(
+    study: CineStudy, indices: CardiacIndices, extra: dict[str, object] | None = None
+) -> dict[str, object]:
     """Assemble a JSON-serialisable report.
 
     Args:
@@ -60,6 +67,7 @@ def build_report(study: CineStudy, indices: CardiacIndices, extra: dict[str, obj
 
     Example:
         >>> report = build_report(study, compute_cardiac_indices(study))  # doctest: +SKIP
+
     """
     report: dict[str, object] = {
         "source": study.source,
@@ -90,6 +98,7 @@ def write_report(out_dir: PathLike, report: dict[str, object], overwrite: bool =
 
     Example:
         >>> write_report("out", build_report(study, indices))  # doctest: +SKIP
+
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ class PhantomTruth:
         >>> _, truth = make_cine_phantom(n_phases=4)
         >>> truth.ed_phase, truth.es_phase
         (0, 2)
+
     """
 
     lv_ml: tuple[float, ...]
@@ -48,8 +49,13 @@ class PhantomTruth:
     lv_mass_g: float
 
 
-def _ellipse(shape: tuple[int, int], spacing_yx: tuple[float, float], centre_mm: tuple[float, float],
-             a_mm: float, b_mm: float) -> np.ndarray:
+def _ellipse(
+    shape: tuple[int, int],
+    spacing_yx: tuple[float, float],
+    centre_mm: tuple[float, float],
+    a_mm: float,
+    b_mm: float,
+) -> np.ndarray:
     y = (np.arange(shape[0]) + 0.0) * spacing_yx[0]
     x = (np.arange(shape[1]) + 0.0) * spacing_yx[1]
     yy, xx = np.meshgrid(y, x, indexing="ij")
@@ -95,6 +101,7 @@ def make_cine_phantom(
         >>> study, truth = make_cine_phantom(n_phases=4, n_slices=3)
         >>> study.image.shape, round(truth.lv_ef_percent, 1)
         ((4, 3, 192, 192), 51.0)
+
     """
     if n_phases < 2 or n_phases % 2:
         raise ValueError(f"n_phases must be even and >= 2, got {n_phases}")
@@ -121,8 +128,14 @@ def make_cine_phantom(
             ra, rb = 0.8 * a0 * f_rv, 1.2 * b0 * f_rv
             ao_ed = a0 * math.sqrt(1.0 + myo_area / (math.pi * a0 * b0))  # widest epicardium (ED)
             rv_centre = (centre[0], centre[1] - ao_ed - ra - 4.0)
-            if rv_centre[1] - ra < 0 or centre[1] + ao > shape[1] * dx or centre[0] + max(bo, rb) > shape[0] * dy:
-                raise ValueError("phantom heart does not fit the field of view; enlarge shape or reduce radii")
+            if (
+                rv_centre[1] - ra < 0
+                or centre[1] + ao > shape[1] * dx
+                or centre[0] + max(bo, rb) > shape[0] * dy
+            ):
+                raise ValueError(
+                    "phantom heart does not fit the field of view; enlarge shape or reduce radii"
+                )
             epi = _ellipse(shape, (dy, dx), centre, ao, bo)
             endo = _ellipse(shape, (dy, dx), centre, a, b)
             rv = _ellipse(shape, (dy, dx), rv_centre, ra, rb)
@@ -142,13 +155,21 @@ def make_cine_phantom(
         image[t] = intensity + rng.normal(0.0, noise, intensity.shape).astype(np.float32)
     es = n_phases // 2
     study = CineStudy(
-        image=image, spacing_mm=spacing_mm, affine=affine_from_spacing(spacing_mm),
+        image=image,
+        spacing_mm=spacing_mm,
+        affine=affine_from_spacing(spacing_mm),
         phase_times_ms=tuple(40.0 * t for t in range(n_phases)),
-        slice_positions_mm=tuple(dz * z for z in range(n_slices)), phase_ids=tuple(range(n_phases)),
-        labels=labels, source=f"synthetic phantom (seed {seed})",
+        slice_positions_mm=tuple(dz * z for z in range(n_slices)),
+        phase_ids=tuple(range(n_phases)),
+        labels=labels,
+        source=f"synthetic phantom (seed {seed})",
     )
     truth = PhantomTruth(
-        lv_ml=tuple(lv_ml), myo_ml=tuple(myo_ml), rv_ml=tuple(rv_ml), ed_phase=0, es_phase=es,
+        lv_ml=tuple(lv_ml),
+        myo_ml=tuple(myo_ml),
+        rv_ml=tuple(rv_ml),
+        ed_phase=0,
+        es_phase=es,
         lv_ef_percent=100.0 * (lv_ml[0] - lv_ml[es]) / lv_ml[0],
         rv_ef_percent=100.0 * (rv_ml[0] - rv_ml[es]) / rv_ml[0],
         lv_mass_g=myo_ml[0] * 1.05,

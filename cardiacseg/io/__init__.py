@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from cardiacseg.io.acdc import AcdcFormatError, AcdcInfo, read_acdc_info, read_acdc_patient, write_acdc_patient
+from cardiacseg.io.acdc import (
+    AcdcFormatError,
+    AcdcInfo,
+    read_acdc_info,
+    read_acdc_patient,
+    write_acdc_patient,
+)
 from cardiacseg.io.atomic import atomic_path, atomic_write, atomic_write_text
 from cardiacseg.io.dicom import DicomReadError, DicomSeriesInfo, list_dicom_series, read_dicom_cine
-from cardiacseg.io.kaggle import DsbDimensions, DsbFormatError, DsbVolumes, read_dsb_dimensions, read_dsb_volumes
+from cardiacseg.io.kaggle import (
+    DsbDimensions,
+    DsbFormatError,
+    DsbVolumes,
+    read_dsb_dimensions,
+    read_dsb_volumes,
+)
 from cardiacseg.io.labels import acdc_to_internal, internal_to_acdc
 from cardiacseg.io.nifti import NiftiReadError, read_nifti_array, read_nifti_study, write_nifti
 from cardiacseg.io.readers import read_study

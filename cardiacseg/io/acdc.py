@@ -1,4 +1,4 @@
-"""The official ACDC layout: ``patientNNN/Info.cfg``, ``patientNNN_frameNN[_gt].nii.gz``, ``patientNNN_4d.nii.gz``."""
+"""The official ACDC layout: ``patientNNN/Info.cfg``, ``patientNNN_frameNN[_gt].nii.gz``, ``_4d.nii.gz``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ class AcdcInfo:
     Example:
         >>> AcdcInfo(1, 12, "DCM", 184.0, 95.0, 30).es_frame
         12
+
     """
 
     ed_frame: int
@@ -61,6 +62,7 @@ def read_acdc_info(path: PathLike) -> AcdcInfo:
     Example:
         >>> read_acdc_info("patient001/Info.cfg").ed_frame  # doctest: +SKIP
         1
+
     """
     values: dict[str, str] = {}
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
@@ -114,6 +116,7 @@ def read_acdc_patient(folder: PathLike) -> CineStudy:
         >>> study = read_acdc_patient("training/patient001")  # doctest: +SKIP
         >>> study.ed_phase, study.es_phase  # doctest: +SKIP
         (0, 11)
+
     """
     root = Path(folder)
     pid = root.name
@@ -140,28 +143,44 @@ def read_acdc_patient(folder: PathLike) -> CineStudy:
             arr, affine, spacing = read_nifti_array(frames[fr])
             stack.append(arr)
         if stack[0].shape != stack[1].shape:
-            raise AcdcFormatError(f"{root}: ED and ES frames differ in shape {stack[0].shape} vs {stack[1].shape}")
+            raise AcdcFormatError(
+                f"{root}: ED and ES frames differ in shape {stack[0].shape} vs {stack[1].shape}"
+            )
         image = np.stack(stack)
         phase_ids = (info.ed_frame - 1, info.es_frame - 1)
         index = {info.ed_frame: 0, info.es_frame: 1}
     for fr, t in index.items():
-        gt = [p for p in (root / f"{pid}_frame{fr:02d}_gt.nii.gz", root / f"{pid}_frame{fr:02d}_gt.nii")
-              if p.exists()]
+        gt = [
+            p
+            for p in (root / f"{pid}_frame{fr:02d}_gt.nii.gz", root / f"{pid}_frame{fr:02d}_gt.nii")
+            if p.exists()
+        ]
         if gt:
             lab, _, _ = read_nifti_array(gt[0])
             if lab.shape != image.shape[1:]:
-                raise AcdcFormatError(f"{gt[0]}: label shape {lab.shape} differs from image {image.shape[1:]}")
+                raise AcdcFormatError(
+                    f"{gt[0]}: label shape {lab.shape} differs from image {image.shape[1:]}"
+                )
             labels[t] = acdc_to_internal(lab)
     return CineStudy(
-        image=image.astype(np.float32), spacing_mm=spacing, affine=affine, phase_ids=phase_ids,
-        labels=labels, ed_phase=index[info.ed_frame], es_phase=index[info.es_frame],
+        image=image.astype(np.float32),
+        spacing_mm=spacing,
+        affine=affine,
+        phase_ids=phase_ids,
+        labels=labels,
+        ed_phase=index[info.ed_frame],
+        es_phase=index[info.es_frame],
         source=f"ACDC {root} (group {info.group or '?'})",
     )
 
 
 def write_acdc_patient(
-    folder: PathLike, study: CineStudy, group: str = "", overwrite: bool = False,
-    height_cm: float | None = None, weight_kg: float | None = None,
+    folder: PathLike,
+    study: CineStudy,
+    group: str = "",
+    overwrite: bool = False,
+    height_cm: float | None = None,
+    weight_kg: float | None = None,
 ) -> Path:
     """Write a study in the ACDC layout (labels converted to ACDC values).
 
@@ -185,6 +204,7 @@ def write_acdc_patient(
 
     Example:
         >>> write_acdc_patient("/tmp/out/patient101", study)  # doctest: +SKIP
+
     """
     if study.ed_phase is None or study.es_phase is None:
         raise ValueError("writing the ACDC layout needs study.ed_phase and study.es_phase")
@@ -202,11 +222,23 @@ def write_acdc_patient(
     atomic_write_text(root / "Info.cfg", "\n".join(lines) + "\n", overwrite=overwrite)
     for t in (study.ed_phase, study.es_phase):
         fr = ids[t] + 1
-        write_nifti(root / f"{pid}_frame{fr:02d}.nii.gz", study.image[t], study.affine, study.spacing_mm,
-                    overwrite=overwrite)
+        write_nifti(
+            root / f"{pid}_frame{fr:02d}.nii.gz",
+            study.image[t],
+            study.affine,
+            study.spacing_mm,
+            overwrite=overwrite,
+        )
         if t in study.labels:
-            write_nifti(root / f"{pid}_frame{fr:02d}_gt.nii.gz", internal_to_acdc(study.labels[t]),
-                        study.affine, study.spacing_mm, overwrite=overwrite)
+            write_nifti(
+                root / f"{pid}_frame{fr:02d}_gt.nii.gz",
+                internal_to_acdc(study.labels[t]),
+                study.affine,
+                study.spacing_mm,
+                overwrite=overwrite,
+            )
     if study.n_phases > 2:
-        write_nifti(root / f"{pid}_4d.nii.gz", study.image, study.affine, study.spacing_mm, overwrite=overwrite)
+        write_nifti(
+            root / f"{pid}_4d.nii.gz", study.image, study.affine, study.spacing_mm, overwrite=overwrite
+        )
     return root

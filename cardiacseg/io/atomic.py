@@ -29,6 +29,7 @@ def check_writable(path: PathLike, overwrite: bool) -> Path:
     Example:
         >>> check_writable("/tmp/new-file-that-does-not-exist.txt", overwrite=False).name
         'new-file-that-does-not-exist.txt'
+
     """
     p = Path(path)
     if p.exists() and not overwrite:
@@ -56,6 +57,7 @@ def atomic_path(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     Example:
         >>> with atomic_path("/tmp/cardiacseg-example.txt", overwrite=True) as tmp:
         ...     _ = tmp.write_text("hello")
+
     """
     target = check_writable(path, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +90,7 @@ def atomic_write_text(path: PathLike, text: str, overwrite: bool = False) -> Pat
     Example:
         >>> atomic_write_text("/tmp/cardiacseg-example2.txt", "x", overwrite=True).read_text()
         'x'
+
     """
     with atomic_path(path, overwrite) as tmp:
         tmp.write_text(text)
@@ -111,6 +114,7 @@ def atomic_write(path: PathLike, write: Callable[[Path], None], overwrite: bool 
     Example:
         >>> atomic_write("/tmp/cardiacseg-example3.txt", lambda p: p.write_text("y"), overwrite=True).name
         'cardiacseg-example3.txt'
+
     """
     with atomic_path(path, overwrite) as tmp:
         write(tmp)

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pydicom
+import pydicom.config
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from scipy import ndimage
@@ -50,7 +53,6 @@ class _Frame:
     acquisition_number: int
     acquisition_time: str
     instance_number: int
-    frame_of_reference: str
     iop: npt.NDArray[np.float64]
     ipp: npt.NDArray[np.float64]
     pixel_spacing: tuple[float, float] | None
@@ -87,6 +89,7 @@ class DicomSeriesInfo:
         >>> info = DicomSeriesInfo("1.2", 3, "SAX cine", 240, 12, 20, (0.0, 0.0, 1.0))
         >>> info.n_images // info.n_positions
         20
+
     """
 
     series_uid: str
@@ -96,6 +99,17 @@ class DicomSeriesInfo:
     n_positions: int
     n_phases: int
     normal: tuple[float, float, float]
+
+
+@contextmanager
+def _quiet_validation() -> Iterator[None]:
+    """Do not warn about invalid element values (e.g. non-conformant UIDs) while reading; restore after."""
+    old = pydicom.config.settings.reading_validation_mode
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    try:
+        yield
+    finally:
+        pydicom.config.settings.reading_validation_mode = old
 
 
 def _float_or_none(value: object) -> float | None:
@@ -128,7 +142,6 @@ def _parse(path: str) -> _Frame | None:
             acquisition_number=int(ds.get("AcquisitionNumber") or 0),
             acquisition_time=str(ds.get("AcquisitionTime", "") or ""),
             instance_number=int(ds.get("InstanceNumber") or 0),
-            frame_of_reference=str(ds.get("FrameOfReferenceUID", "")),
             iop=np.asarray([float(v) for v in ds.ImageOrientationPatient], dtype=np.float64),
             ipp=np.asarray([float(v) for v in ds.ImagePositionPatient], dtype=np.float64),
             pixel_spacing=pixel_spacing,
@@ -145,8 +158,10 @@ def _scan(folder: PathLike, report: CurationReport) -> list[_Frame]:
     root = Path(folder)
     if not root.exists():
         raise FileNotFoundError(f"{root}: no such file or folder")
-    paths = [str(root)] if root.is_file() else sorted(
-        os.path.join(d, f) for d, _, files in os.walk(root) for f in files
+    paths = (
+        [str(root)]
+        if root.is_file()
+        else sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files)
     )
     frames: list[_Frame] = []
     ignored: list[str] = []
@@ -157,8 +172,12 @@ def _scan(folder: PathLike, report: CurationReport) -> list[_Frame]:
         else:
             frames.append(fr)
     if ignored:
-        report.add(CurationKind.IGNORED_FILE, "info",
-                   f"{len(ignored)} file(s) are not DICOM images and were ignored", tuple(ignored))
+        report.add(
+            CurationKind.IGNORED_FILE,
+            "info",
+            f"{len(ignored)} file(s) are not DICOM images and were ignored",
+            tuple(ignored),
+        )
     if not frames:
         raise DicomReadError(f"{root}: no DICOM images found ({len(ignored)} other file(s))")
     return frames
@@ -176,13 +195,16 @@ def _cluster_positions(pos: npt.NDArray[np.float64]) -> list[list[int]]:
 
 
 def _group_stacks(frames: list[_Frame]) -> list[list[_Frame]]:
-    """Group series into stacks of parallel slices sharing a frame of reference."""
+    """Group series into stacks of parallel slices of one patient.
+
+    FrameOfReferenceUID is not used: anonymised data (e.g. Sunnybrook) carry a different one per image.
+    """
     by_series: dict[str, list[_Frame]] = defaultdict(list)
     for f in frames:
         by_series[f.series_uid].append(f)
-    stacks: list[tuple[npt.NDArray[np.float64], str, list[_Frame]]] = []
+    stacks: list[tuple[npt.NDArray[np.float64], str, list[_Frame]]] = []  # (normal, patient, frames)
     for series in sorted(by_series.values(), key=lambda s: (s[0].series_number, s[0].series_uid)):
-        n, ref = series[0].normal, series[0].frame_of_reference
+        n, ref = series[0].normal, str(series[0].ds.get("PatientID", ""))
         for sn, sref, members in stacks:
             if sref == ref and abs(float(np.dot(sn, n))) > 0.99:
                 members.extend(series)
@@ -192,6 +214,7 @@ def _group_stacks(frames: list[_Frame]) -> list[list[_Frame]]:
     return [s[2] for s in stacks]
 
 
+@_quiet_validation()
 def list_dicom_series(folder: PathLike) -> list[DicomSeriesInfo]:
     """List the image series in a folder.
 
@@ -208,6 +231,7 @@ def list_dicom_series(folder: PathLike) -> list[DicomSeriesInfo]:
     Example:
         >>> for s in list_dicom_series("study/"):  # doctest: +SKIP
         ...     print(s.series_number, s.description, s.n_positions, s.n_phases)
+
     """
     frames = _scan(folder, CurationReport())
     by_series: dict[str, list[_Frame]] = defaultdict(list)
@@ -217,12 +241,17 @@ def list_dicom_series(folder: PathLike) -> list[DicomSeriesInfo]:
     for uid, fs in by_series.items():
         n = fs[0].normal
         clusters = _cluster_positions(np.asarray([np.dot(f.ipp, n) for f in fs]))
-        out.append(DicomSeriesInfo(
-            series_uid=uid, series_number=fs[0].series_number,
-            description=str(fs[0].ds.get("SeriesDescription", "")), n_images=len(fs),
-            n_positions=len(clusters), n_phases=max(len(c) for c in clusters),
-            normal=(float(n[0]), float(n[1]), float(n[2])),
-        ))
+        out.append(
+            DicomSeriesInfo(
+                series_uid=uid,
+                series_number=fs[0].series_number,
+                description=str(fs[0].ds.get("SeriesDescription", "")),
+                n_images=len(fs),
+                n_positions=len(clusters),
+                n_phases=max(len(c) for c in clusters),
+                normal=(float(n[0]), float(n[1]), float(n[2])),
+            )
+        )
     return sorted(out, key=lambda s: (s.series_number, s.series_uid))
 
 
@@ -230,10 +259,14 @@ def _pixels(frame: _Frame) -> FloatArray:
     try:
         arr = np.asarray(frame.ds.pixel_array, dtype=np.float32)
     except Exception as exc:
-        raise DicomReadError(f"{frame.path}: pixel data cannot be decoded ({type(exc).__name__}: {exc})") from exc
+        raise DicomReadError(
+            f"{frame.path}: pixel data cannot be decoded ({type(exc).__name__}: {exc})"
+        ) from exc
     if arr.shape != (frame.rows, frame.cols):
-        raise DicomReadError(f"{frame.path}: pixel array shape {arr.shape} does not match Rows x Columns "
-                             f"{frame.rows}x{frame.cols} (multi-frame files are not supported)")
+        raise DicomReadError(
+            f"{frame.path}: pixel array shape {arr.shape} does not match Rows x Columns "
+            f"{frame.rows}x{frame.cols} (multi-frame files are not supported)"
+        )
     slope = _float_or_none(frame.ds.get("RescaleSlope")) or 1.0
     intercept = _float_or_none(frame.ds.get("RescaleIntercept")) or 0.0
     return arr * np.float32(slope) + np.float32(intercept)
@@ -241,8 +274,11 @@ def _pixels(frame: _Frame) -> FloatArray:
 
 def _later(a: list[_Frame]) -> tuple[str, int, int]:
     """Sort key: which of two repeated acquisitions is the later one."""
-    return (max(f.acquisition_time for f in a), max(f.series_number for f in a),
-            max(f.instance_number for f in a))
+    return (
+        max(f.acquisition_time for f in a),
+        max(f.series_number for f in a),
+        max(f.instance_number for f in a),
+    )
 
 
 def _split_acquisitions(frames: list[_Frame]) -> list[list[_Frame]]:
@@ -264,20 +300,28 @@ def _split_acquisitions(frames: list[_Frame]) -> list[list[_Frame]]:
     return acquisitions
 
 
-def _resample_to_grid(frame: _Frame, pixels: FloatArray, ref: _Frame,
-                      origin: npt.NDArray[np.float64]) -> FloatArray:
+def _resample_to_grid(
+    frame: _Frame, pixels: FloatArray, ref: _Frame, origin: npt.NDArray[np.float64]
+) -> FloatArray:
     """Resample one image onto the reference in-plane grid (rows x cols of ``ref`` starting at ``origin``)."""
     if frame.pixel_spacing is None or ref.pixel_spacing is None:
-        raise DicomReadError(f"{frame.path}: image grid differs from the series and PixelSpacing is missing, "
-                             "so it cannot be resampled")
+        raise DicomReadError(
+            f"{frame.path}: image grid differs from the series and PixelSpacing is missing, "
+            "so it cannot be resampled"
+        )
     dr, dc = ref.pixel_spacing
     fr, fc = frame.pixel_spacing
     rr, cc = np.meshgrid(np.arange(ref.rows), np.arange(ref.cols), indexing="ij")
-    world = (origin[:, None, None] + cc[None] * dc * ref.iop[:3, None, None]
-             + rr[None] * dr * ref.iop[3:, None, None])
+    world = (
+        origin[:, None, None]
+        + cc[None] * dc * ref.iop[:3, None, None]
+        + rr[None] * dr * ref.iop[3:, None, None]
+    )
     rel = world - frame.ipp[:, None, None]
     src_c = np.tensordot(frame.iop[:3], rel, axes=1) / fc
     src_r = np.tensordot(frame.iop[3:], rel, axes=1) / fr
+    # header cosines carry ~6 decimals: snap near-integer coordinates so 90-degree rotations are exact
+    src_r, src_c = (np.where(np.abs(a - np.round(a)) < 1e-2, np.round(a), a) for a in (src_r, src_c))
     out = ndimage.map_coordinates(pixels, [src_r, src_c], order=1, mode="constant", cval=0.0)
     return np.asarray(out, dtype=np.float32)
 
@@ -290,6 +334,7 @@ def _describe_grid_change(frame: _Frame, ref: _Frame) -> CurationKind:
     return CurationKind.INCONSISTENT_SIZE
 
 
+@_quiet_validation()
 def read_dicom_cine(folder: PathLike, series_uid: str | None = None) -> CineStudy:
     """Read a short-axis cine study from a folder of DICOM files, curating inconsistencies.
 
@@ -313,6 +358,7 @@ def read_dicom_cine(folder: PathLike, series_uid: str | None = None) -> CineStud
         >>> study = read_dicom_cine("sunnybrook/dicoms/SCD0000101")  # doctest: +SKIP
         >>> study.image.shape, study.spacing_mm  # doctest: +SKIP
         ((20, 12, 256, 256), (10.0, 1.367188, 1.367188))
+
     """
     report = CurationReport()
     frames = _scan(folder, report)
@@ -324,17 +370,21 @@ def read_dicom_cine(folder: PathLike, series_uid: str | None = None) -> CineStud
         others = [f for f in frames if f.series_uid != series_uid]
     else:
         stacks = _group_stacks(frames)
-        positions = [len(_cluster_positions(np.asarray([np.dot(f.ipp, s[0].normal) for f in s])))
-                     for s in stacks]
+        positions = [
+            len(_cluster_positions(np.asarray([np.dot(f.ipp, s[0].normal) for f in s]))) for s in stacks
+        ]
         best = max(range(len(stacks)), key=lambda i: (positions[i], len(stacks[i])))
         chosen = stacks[best]
         others = [f for i, s in enumerate(stacks) if i != best for f in s]
     if others:
         by_uid = Counter(f.series_uid for f in others)
         desc = "; ".join(f"{uid} ({n} images)" for uid, n in by_uid.items())
-        report.add(CurationKind.EXTRA_SERIES, "info",
-                   f"{len(by_uid)} other series not read (pass series_uid to choose): {desc}",
-                   tuple(f.path for f in others))
+        report.add(
+            CurationKind.EXTRA_SERIES,
+            "info",
+            f"{len(by_uid)} other series not read (pass series_uid to choose): {desc}",
+            tuple(f.path for f in others),
+        )
 
     # Reference in-plane grid: the most common orientation/size/spacing.
     grid_counts = Counter(f.grid_key for f in chosen)
@@ -351,19 +401,28 @@ def read_dicom_cine(folder: PathLike, series_uid: str | None = None) -> CineStud
         if len(acquisitions) > 1:
             acquisitions.sort(key=_later)
             kept, dropped = acquisitions[-1], [f for a in acquisitions[:-1] for f in a]
-            report.add(CurationKind.REPEATED_SLICE, "repaired",
-                       f"slice at {np.mean([pos[i] for i in cluster]):.2f} mm was acquired "
-                       f"{len(acquisitions)} times; kept the later acquisition "
-                       f"(series {kept[0].series_number}), dropped {len(dropped)} image(s)",
-                       tuple(f.path for f in dropped))
+            report.add(
+                CurationKind.REPEATED_SLICE,
+                "repaired",
+                f"slice at {np.mean([pos[i] for i in cluster]):.2f} mm was acquired "
+                f"{len(acquisitions)} times; kept the later acquisition "
+                f"(series {kept[0].series_number}), dropped {len(dropped)} image(s)",
+                tuple(f.path for f in dropped),
+            )
         else:
             kept = acquisitions[0]
-        kept.sort(key=lambda f: (f.trigger_ms if f.trigger_ms is not None else float(f.instance_number),
-                                 f.instance_number))
+        kept.sort(
+            key=lambda f: (
+                f.trigger_ms if f.trigger_ms is not None else float(f.instance_number),
+                f.instance_number,
+            )
+        )
         triggers = [f.trigger_ms for f in kept]
         if None not in triggers and len(set(triggers)) < len(triggers):
-            raise DicomReadError(f"{kept[0].path}: slice at {pos[cluster[0]]:.2f} mm has repeated trigger times "
-                                 "that cannot be separated into acquisitions")
+            raise DicomReadError(
+                f"{kept[0].path}: slice at {pos[cluster[0]]:.2f} mm has repeated trigger times "
+                "that cannot be separated into acquisitions"
+            )
         slices.append(kept)
         slice_pos.append(float(np.mean([np.dot(f.ipp, normal) for f in kept])))
 
@@ -379,21 +438,29 @@ def read_dicom_cine(folder: PathLike, series_uid: str | None = None) -> CineStud
             assignment.append(dict(enumerate(s)))
             continue
         if ref_times is None:
-            raise DicomReadError(f"{s[0].path}: slice {k} has {len(s)} of {n_phases} phases and no TriggerTime "
-                                 "to tell which are missing")
+            raise DicomReadError(
+                f"{s[0].path}: slice {k} has {len(s)} of {n_phases} phases and no TriggerTime "
+                "to tell which are missing"
+            )
         assigned: dict[int, _Frame] = {}
         for f in s:
             j = int(np.argmin(np.abs(ref_times - (f.trigger_ms or 0.0))))
             if j in assigned:
-                raise DicomReadError(f"{f.path}: two images of slice {k} match phase {j}; phases cannot be "
-                                     "aligned across slices")
+                raise DicomReadError(
+                    f"{f.path}: two images of slice {k} match phase {j}; phases cannot be "
+                    "aligned across slices"
+                )
             assigned[j] = f
         lost = sorted(set(range(n_phases)) - set(assigned))
         missing.update(lost)
         times = ", ".join(f"{ref_times[j]:.0f}" for j in lost)
-        report.add(CurationKind.MISSING_PHASE, "repaired",
-                   f"slice {k} at {slice_pos[k]:.2f} mm has {len(s)} of {n_phases} phases; missing phase(s) "
-                   f"{lost} (trigger ~{times} ms) dropped from every slice", tuple(f.path for f in s))
+        report.add(
+            CurationKind.MISSING_PHASE,
+            "repaired",
+            f"slice {k} at {slice_pos[k]:.2f} mm has {len(s)} of {n_phases} phases; missing phase(s) "
+            f"{lost} (trigger ~{times} ms) dropped from every slice",
+            tuple(f.path for f in s),
+        )
         assignment.append(assigned)
     kept_phases = [j for j in range(n_phases) if j not in missing]
     if not kept_phases:
@@ -401,8 +468,11 @@ def read_dicom_cine(folder: PathLike, series_uid: str | None = None) -> CineStud
 
     declared = ref.ds.get("CardiacNumberOfImages")
     if declared is not None and int(declared) != n_phases:
-        report.add(CurationKind.DECLARED_PHASES_MISMATCH, "info",
-                   f"CardiacNumberOfImages says {int(declared)} phases; {n_phases} are present")
+        report.add(
+            CurationKind.DECLARED_PHASES_MISMATCH,
+            "info",
+            f"CardiacNumberOfImages says {int(declared)} phases; {n_phases} are present",
+        )
 
     # Slice spacing.
     steps = np.diff(slice_pos)
@@ -412,22 +482,32 @@ def read_dicom_cine(folder: PathLike, series_uid: str | None = None) -> CineStud
         for k, st in enumerate(steps):
             ratio = st / spacing_z
             if abs(ratio - round(ratio)) < 0.2 and round(ratio) >= 2:
-                report.add(CurationKind.MISSING_SLICE, "warning",
-                           f"gap of {st:.2f} mm between slice {k} ({slice_pos[k]:.2f} mm) and slice {k + 1} "
-                           f"({slice_pos[k + 1]:.2f} mm): {round(ratio) - 1} slice(s) missing at spacing "
-                           f"{spacing_z:.2f} mm; volumes use the regular spacing and undercount the gap",
-                           (slices[k][0].path, slices[k + 1][0].path))
+                report.add(
+                    CurationKind.MISSING_SLICE,
+                    "warning",
+                    f"gap of {st:.2f} mm between slice {k} ({slice_pos[k]:.2f} mm) and slice {k + 1} "
+                    f"({slice_pos[k + 1]:.2f} mm): {round(ratio) - 1} slice(s) missing at spacing "
+                    f"{spacing_z:.2f} mm; volumes use the regular spacing and undercount the gap",
+                    (slices[k][0].path, slices[k + 1][0].path),
+                )
             elif abs(st - spacing_z) > max(0.5, 0.1 * spacing_z):
-                report.add(CurationKind.UNEVEN_SLICE_SPACING, "warning",
-                           f"spacing {st:.2f} mm between slice {k} and {k + 1} differs from the median "
-                           f"{spacing_z:.2f} mm", (slices[k][0].path, slices[k + 1][0].path))
+                report.add(
+                    CurationKind.UNEVEN_SLICE_SPACING,
+                    "warning",
+                    f"spacing {st:.2f} mm between slice {k} and {k + 1} differs from the median "
+                    f"{spacing_z:.2f} mm",
+                    (slices[k][0].path, slices[k + 1][0].path),
+                )
         locs = [s[0].slice_location for s in slices]
         if None not in locs:
             loc_steps = np.abs(np.diff(np.asarray(locs, dtype=np.float64)))
             if np.any(np.abs(loc_steps - np.abs(steps)) > 0.5):
-                report.add(CurationKind.SLICE_LOCATION_MISMATCH, "info",
-                           f"SliceLocation steps ({np.median(loc_steps):.2f} mm) disagree with "
-                           f"ImagePositionPatient spacing ({spacing_z:.2f} mm); the latter is used")
+                report.add(
+                    CurationKind.SLICE_LOCATION_MISMATCH,
+                    "info",
+                    f"SliceLocation steps ({np.median(loc_steps):.2f} mm) disagree with "
+                    f"ImagePositionPatient spacing ({spacing_z:.2f} mm); the latter is used",
+                )
 
     # Pixels on the reference grid.
     ref_origin0 = None
@@ -454,9 +534,13 @@ def read_dicom_cine(folder: PathLike, series_uid: str | None = None) -> CineStud
             files[t][k] = f.path
             instances[t, k] = f.instance_number
     for kind, paths in regridded.items():
-        report.add(kind, "repaired",
-                   f"{len(paths)} image(s) with a different orientation/size/spacing were resampled onto the "
-                   f"series grid ({ref.rows}x{ref.cols}, spacing {ref.pixel_spacing})", tuple(paths))
+        report.add(
+            kind,
+            "repaired",
+            f"{len(paths)} image(s) with a different orientation/size/spacing were resampled onto the "
+            f"series grid ({ref.rows}x{ref.cols}, spacing {ref.pixel_spacing})",
+            tuple(paths),
+        )
 
     spacing_mm = None
     affine = None
@@ -471,8 +555,10 @@ def read_dicom_cine(folder: PathLike, series_uid: str | None = None) -> CineStud
         affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # DICOM LPS -> NIfTI RAS
     phase_times = None
     if timed:
-        phase_times = tuple(float(np.mean([assignment[k][j].trigger_ms or 0.0 for k in range(len(slices))]))
-                            for j in kept_phases)
+        phase_times = tuple(
+            float(np.mean([assignment[k][j].trigger_ms or 0.0 for k in range(len(slices))]))
+            for j in kept_phases
+        )
     desc = str(ref.ds.get("SeriesDescription", "") or "")
     return CineStudy(
         image=image,

@@ -28,6 +28,7 @@ class DsbVolumes:
     Example:
         >>> round(DsbVolumes(1, 50.0, 100.0).ef_percent, 1)
         50.0
+
     """
 
     patient_id: int
@@ -44,12 +45,16 @@ class DsbVolumes:
 class DsbDimensions:
     """Image size and spacing of one DSB patient (``patient_dimensions.tsv``).
 
+    ``patient_id`` is a string: curated studies split into parts of different size carry ids such as
+    ``"721_a"`` and ``"721_b"``; ``scale_factor`` is the rescaling applied during that curation.
+
     Example:
-        >>> DsbDimensions(1, 192, 256, 1.4, 1.4, 10.0, 1.0).slice_spacing_mm
+        >>> DsbDimensions("1", 192, 256, 1.4, 1.4, 10.0, 1.0).slice_spacing_mm
         10.0
+
     """
 
-    patient_id: int
+    patient_id: str
     x: int
     y: int
     pixel_spacing_x_mm: float
@@ -74,6 +79,7 @@ def read_dsb_volumes(path: PathLike) -> dict[int, DsbVolumes]:
         >>> vols = read_dsb_volumes("kaggle_dsb_truth/train.csv")  # doctest: +SKIP
         >>> vols[1].diastole_ml  # doctest: +SKIP
         246.7
+
     """
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
@@ -97,7 +103,9 @@ def read_dsb_volumes(path: PathLike) -> dict[int, DsbVolumes]:
                     raise DsbFormatError(f"{path}: patient {pid} lacks one of Systole/Diastole")
                 out[pid] = DsbVolumes(pid, v["Systole"], v["Diastole"])
         else:
-            raise DsbFormatError(f"{path}: expected columns Id,Systole,Diastole or Id,Volume; got {sorted(cols)}")
+            raise DsbFormatError(
+                f"{path}: expected columns Id,Systole,Diastole or Id,Volume; got {sorted(cols)}"
+            )
     except ValueError as exc:
         if isinstance(exc, DsbFormatError):
             raise
@@ -105,20 +113,21 @@ def read_dsb_volumes(path: PathLike) -> dict[int, DsbVolumes]:
     return out
 
 
-def read_dsb_dimensions(path: PathLike) -> dict[int, DsbDimensions]:
+def read_dsb_dimensions(path: PathLike) -> dict[str, DsbDimensions]:
     """Read ``patient_dimensions.tsv`` (pid, X, Y, pixelSpacingX, pixelSpacingY, sliceSpacing, scaleFactor).
 
     Args:
         path: the TSV file.
 
     Returns:
-        ``{patient_id: DsbDimensions}``.
+        ``{patient_id: DsbDimensions}`` keyed by the id string (``"983"``, ``"721_a"``).
 
     Raises:
         DsbFormatError: missing columns or malformed numbers.
 
     Example:
         >>> dims = read_dsb_dimensions("kaggle_dsb_truth/patient_dimensions.tsv")  # doctest: +SKIP
+
     """
     need = ["pid", "X", "Y", "pixelSpacingX", "pixelSpacingY", "sliceSpacing", "scaleFactor"]
     with open(Path(path), newline="") as fh:
@@ -126,8 +135,17 @@ def read_dsb_dimensions(path: PathLike) -> dict[int, DsbDimensions]:
         if not set(need) <= set(reader.fieldnames or ()):
             raise DsbFormatError(f"{path}: expected columns {need}, got {reader.fieldnames}")
         try:
-            return {int(r["pid"]): DsbDimensions(int(r["pid"]), int(r["X"]), int(r["Y"]), float(r["pixelSpacingX"]),
-                                                 float(r["pixelSpacingY"]), float(r["sliceSpacing"]),
-                                                 float(r["scaleFactor"])) for r in reader}
+            return {
+                r["pid"]: DsbDimensions(
+                    r["pid"],
+                    int(r["X"]),
+                    int(r["Y"]),
+                    float(r["pixelSpacingX"]),
+                    float(r["pixelSpacingY"]),
+                    float(r["sliceSpacing"]),
+                    float(r["scaleFactor"]),
+                )
+                for r in reader
+            }
         except ValueError as exc:
             raise DsbFormatError(f"{path}: {exc}") from exc

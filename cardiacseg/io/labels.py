@@ -42,6 +42,7 @@ def acdc_to_internal(label: npt.NDArray[np.generic]) -> LabelArray:
         >>> import numpy as np
         >>> acdc_to_internal(np.array([0, 1, 2, 3])).tolist()
         [0, 3, 2, 1]
+
     """
     return _lookup(label, ACDC_TO_INTERNAL, "ACDC")
 
@@ -62,5 +63,6 @@ def internal_to_acdc(label: npt.NDArray[np.generic]) -> LabelArray:
         >>> import numpy as np
         >>> internal_to_acdc(np.array([0, 1, 2, 3])).tolist()
         [0, 3, 2, 1]
+
     """
     return _lookup(label, INTERNAL_TO_ACDC, "internal")

@@ -7,6 +7,7 @@ kept as is: it maps voxel ``(x, y, z)`` indices to RAS+ millimetres in both.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -30,7 +31,7 @@ class NiftiReadError(ValueError):
 
 
 def affine_from_spacing(spacing_mm: SpacingZYX) -> Affine:
-    """A diagonal affine for a known ``(z, y, x)`` spacing and unknown orientation.
+    """Build a diagonal affine for a known ``(z, y, x)`` spacing and unknown orientation.
 
     Args:
         spacing_mm: spacing in array order ``(z, y, x)``.
@@ -41,6 +42,7 @@ def affine_from_spacing(spacing_mm: SpacingZYX) -> Affine:
     Example:
         >>> affine_from_spacing((10.0, 1.5, 1.25)).diagonal().tolist()
         [1.25, 1.5, 10.0, 1.0]
+
     """
     z, y, x = spacing_mm
     return np.diag([x, y, z, 1.0]).astype(np.float64)
@@ -62,9 +64,10 @@ def read_nifti_array(path: PathLike) -> tuple[npt.NDArray[np.generic], Affine, S
 
     Example:
         >>> arr, affine, spacing = read_nifti_array("patient001_4d.nii.gz")  # doctest: +SKIP
+
     """
     try:
-        img = nib.load(str(path))
+        img: Any = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
     except Exception as exc:
         raise NiftiReadError(f"{path}: cannot be read as NIfTI ({type(exc).__name__}: {exc})") from exc
@@ -96,12 +99,18 @@ def read_nifti_study(path: PathLike) -> CineStudy:
         >>> study = read_nifti_study("patient001_4d.nii.gz")  # doctest: +SKIP
         >>> study.n_phases  # doctest: +SKIP
         30
+
     """
     arr, affine, spacing = read_nifti_array(path)
     if arr.ndim == 3:
         arr = arr[None]
-    return CineStudy(image=arr.astype(np.float32), spacing_mm=spacing, affine=affine,
-                     phase_ids=tuple(range(arr.shape[0])), source=f"NIfTI {path}")
+    return CineStudy(
+        image=arr.astype(np.float32),
+        spacing_mm=spacing,
+        affine=affine,
+        phase_ids=tuple(range(arr.shape[0])),
+        source=f"NIfTI {path}",
+    )
 
 
 def write_nifti(
@@ -132,6 +141,7 @@ def write_nifti(
         >>> import numpy as np
         >>> p = write_nifti("/tmp/cardiacseg-example.nii.gz", np.zeros((2, 4, 4), np.uint8),
         ...                 spacing_mm=(8.0, 1.5, 1.5), overwrite=True)
+
     """
     if array.ndim == 4:
         data = np.transpose(array, (3, 2, 1, 0))

@@ -29,6 +29,7 @@ def read_study(path: PathLike) -> CineStudy:
 
     Example:
         >>> study = read_study("sunnybrook/dicoms/SCD0000101")  # doctest: +SKIP
+
     """
     p = Path(path)
     if not p.exists():
@@ -42,4 +43,6 @@ def read_study(path: PathLike) -> CineStudy:
         return read_nifti_study(p)
     if name.endswith(".dcm"):
         return read_dicom_cine(p)
-    raise ValueError(f"{p}: unrecognised input (expected a DICOM folder, an ACDC patient folder or a NIfTI file)")
+    raise ValueError(
+        f"{p}: unrecognised input (expected a DICOM folder, an ACDC patient folder or a NIfTI file)"
+    )

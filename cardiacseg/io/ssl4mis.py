@@ -59,6 +59,7 @@ def list_ssl4mis_patients(root: PathLike) -> list[str]:
     Example:
         >>> list_ssl4mis_patients("../shared/data/acdc_ssl4mis")[:2]  # doctest: +SKIP
         ['patient001', 'patient002']
+
     """
     return sorted({pid for pid, _ in _index(root)})
 
@@ -87,6 +88,7 @@ def read_ssl4mis_frame(root: PathLike, patient: str, frame: int) -> tuple[FloatA
 
     Example:
         >>> img, lab = read_ssl4mis_frame("../shared/data/acdc_ssl4mis", "patient004", 1)  # doctest: +SKIP
+
     """
     files = _index(root).get((patient, frame))
     if not files:
@@ -98,16 +100,21 @@ def read_ssl4mis_frame(root: PathLike, patient: str, frame: int) -> tuple[FloatA
     else:
         ks = sorted(k for k in files if k is not None)
         if ks != list(range(1, len(ks) + 1)):
-            raise Ssl4misFormatError(f"{_data_dir(root)}: {patient} frame {frame:02d} slice numbers {ks} "
-                                     "are not 1..Z without gaps")
+            raise Ssl4misFormatError(
+                f"{_data_dir(root)}: {patient} frame {frame:02d} slice numbers {ks} are not 1..Z without gaps"
+            )
         pairs = [_read(files[k]) for k in ks]
         shapes = {p[0].shape for p in pairs}
         if len(shapes) != 1:
-            raise Ssl4misFormatError(f"{files[ks[0]]}: slices of {patient} frame {frame:02d} differ in size {shapes}")
+            raise Ssl4misFormatError(
+                f"{files[ks[0]]}: slices of {patient} frame {frame:02d} differ in size {shapes}"
+            )
         image = np.stack([p[0] for p in pairs])
         label = np.stack([p[1] for p in pairs])
     if image.shape != label.shape:
-        raise Ssl4misFormatError(f"{patient} frame {frame:02d}: image {image.shape} and label {label.shape} differ")
+        raise Ssl4misFormatError(
+            f"{patient} frame {frame:02d}: image {image.shape} and label {label.shape} differ"
+        )
     return image, acdc_to_internal(label)
 
 
@@ -129,12 +136,17 @@ def read_ssl4mis_study(root: PathLike, patient: str) -> CineStudy:
         >>> s = read_ssl4mis_study("../shared/data/acdc_ssl4mis", "patient001")  # doctest: +SKIP
         >>> s.spacing_mm is None  # doctest: +SKIP
         True
+
     """
     ed_img, ed_lab = read_ssl4mis_frame(root, patient, 1)
     es_img, es_lab = read_ssl4mis_frame(root, patient, 2)
     if ed_img.shape != es_img.shape:
         raise Ssl4misFormatError(f"{patient}: ED {ed_img.shape} and ES {es_img.shape} stacks differ in shape")
     return CineStudy(
-        image=np.stack([ed_img, es_img]), spacing_mm=None, labels={0: ed_lab, 1: es_lab},
-        ed_phase=0, es_phase=1, source=f"ACDC (SSL4MIS HDF5) {patient}",
+        image=np.stack([ed_img, es_img]),
+        spacing_mm=None,
+        labels={0: ed_lab, 1: es_lab},
+        ed_phase=0,
+        es_phase=1,
+        source=f"ACDC (SSL4MIS HDF5) {patient}",
     )

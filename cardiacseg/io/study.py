@@ -31,6 +31,7 @@ class CurationIssue:
     Example:
         >>> CurationIssue(CurationKind.MISSING_SLICE, "warning", "gap at 40 mm").severity
         'warning'
+
     """
 
     kind: CurationKind
@@ -43,9 +44,14 @@ class CurationIssue:
 
         Returns:
             The issue with its kind as a string.
+
         """
-        return {"kind": self.kind.value, "severity": self.severity, "message": self.message,
-                "files": list(self.files)}
+        return {
+            "kind": self.kind.value,
+            "severity": self.severity,
+            "message": self.message,
+            "files": list(self.files),
+        }
 
 
 @dataclass
@@ -57,6 +63,7 @@ class CurationReport:
         >>> r.add(CurationKind.IGNORED_FILE, "info", "not DICOM", ("notes.txt",))
         >>> r.has(CurationKind.IGNORED_FILE), len(r)
         (True, 1)
+
     """
 
     issues: list[CurationIssue] = field(default_factory=list)
@@ -69,6 +76,7 @@ class CurationReport:
             severity: ``"info"``, ``"repaired"`` or ``"warning"``.
             message: human-readable explanation.
             files: input files concerned.
+
         """
         self.issues.append(CurationIssue(kind, severity, message, tuple(files)))
 
@@ -80,6 +88,7 @@ class CurationReport:
 
         Returns:
             True when at least one issue has that kind.
+
         """
         return any(i.kind == kind for i in self.issues)
 
@@ -91,6 +100,7 @@ class CurationReport:
 
         Returns:
             The matching issues in the order they were found.
+
         """
         return [i for i in self.issues if i.kind == kind]
 
@@ -99,6 +109,7 @@ class CurationReport:
 
         Returns:
             One dictionary per issue.
+
         """
         return [i.to_dict() for i in self.issues]
 
@@ -137,6 +148,7 @@ class CineStudy:
         >>> s = CineStudy(image=np.zeros((2, 3, 4, 4), np.float32), spacing_mm=(8.0, 1.5, 1.5))
         >>> s.n_phases, s.n_slices, s.voxel_volume_ml
         (2, 3, 0.018)
+
     """
 
     image: FloatArray
@@ -160,7 +172,9 @@ class CineStudy:
         t, z, y, x = self.image.shape
         if self.spacing_mm is not None:
             if len(self.spacing_mm) != 3 or not all(np.isfinite(s) and s > 0 for s in self.spacing_mm):
-                raise ValueError(f"spacing_mm must be three positive numbers (z, y, x), got {self.spacing_mm}")
+                raise ValueError(
+                    f"spacing_mm must be three positive numbers (z, y, x), got {self.spacing_mm}"
+                )
         if self.affine is not None and np.asarray(self.affine).shape != (4, 4):
             raise ValueError(f"affine must be 4x4, got shape {np.asarray(self.affine).shape}")
         if self.phase_times_ms is not None and len(self.phase_times_ms) != t:
@@ -211,6 +225,7 @@ class CineStudy:
 
         Raises:
             ValueError: when a label map does not match the image grid.
+
         """
         return replace(self, labels=dict(labels), annotated_slices=dict(annotated_slices or {}))
 
@@ -219,6 +234,7 @@ class CineStudy:
 
         Returns:
             Text for a terminal.
+
         """
         sp = "unknown" if self.spacing_mm is None else "x".join(f"{s:.3g}" for s in self.spacing_mm)
         lines = [

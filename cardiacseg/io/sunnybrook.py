@@ -53,6 +53,7 @@ def read_contour_file(path: PathLike) -> npt.NDArray[np.float64]:
         >>> pts = read_contour_file("IM-0001-0048-icontour-manual.txt")  # doctest: +SKIP
         >>> pts.shape[1]  # doctest: +SKIP
         2
+
     """
     pts = []
     with open(path) as fh:
@@ -73,7 +74,7 @@ def read_contour_file(path: PathLike) -> npt.NDArray[np.float64]:
 
 def _fill(points: npt.NDArray[np.float64], shape: tuple[int, int]) -> npt.NDArray[np.bool_]:
     # polygon2mask takes (row, col) vertices.
-    return np.asarray(polygon2mask(shape, points[:, ::-1]), dtype=bool)
+    return np.asarray(polygon2mask(shape, points[:, ::-1]), dtype=np.bool_)
 
 
 def read_sunnybrook_contours(
@@ -97,6 +98,7 @@ def read_sunnybrook_contours(
     Example:
         >>> study = read_dicom_cine("dicoms/SCD0000101")  # doctest: +SKIP
         >>> labels, slices = read_sunnybrook_contours("contourfiles/SC-HF-I-1", study)  # doctest: +SKIP
+
     """
     if study.instance_numbers is None:
         raise ValueError("study has no DICOM instance numbers; Sunnybrook contours need a DICOM study")
@@ -113,13 +115,14 @@ def read_sunnybrook_contours(
             continue
         instance, kind = int(m.group(1)), m.group(2)
         if instance not in where:
-            raise ContourFormatError(f"{f}: InstanceNumber {instance} is not an image of the study "
-                                     f"({study.source})")
+            raise ContourFormatError(
+                f"{f}: InstanceNumber {instance} is not an image of the study ({study.source})"
+            )
         mask = _fill(read_contour_file(f), shape)
         (inner if kind == "i" else outer)[where[instance]] = mask
     labels: dict[int, LabelArray] = {}
     annotated: dict[int, set[int]] = {}
-    for (t, z) in sorted(set(inner) | set(outer)):
+    for t, z in sorted(set(inner) | set(outer)):
         lab = labels.setdefault(t, np.zeros(study.image.shape[1:], dtype=np.uint8))
         if (t, z) in outer:
             lab[z][outer[(t, z)]] = CardiacLabel.MYO
@@ -144,6 +147,7 @@ def read_sunnybrook_link(path: PathLike) -> dict[str, str]:
     Example:
         >>> read_sunnybrook_link("sunnybrook/link.csv")["SCD0000101"]  # doctest: +SKIP
         'SC-HF-I-1'
+
     """
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
@@ -173,12 +177,23 @@ def read_sunnybrook_study(dicom_dir: PathLike, contour_dir: PathLike) -> CineStu
         >>> s = read_sunnybrook_study("dicoms/SCD0000101", "contourfiles/SC-HF-I-1")  # doctest: +SKIP
         >>> s.ed_phase, s.es_phase  # doctest: +SKIP
         (18, 7)
+
     """
     study = read_dicom_cine(dicom_dir)
     labels, annotated = read_sunnybrook_contours(contour_dir, study)
-    phases = sorted(labels, key=lambda t: (bool((labels[t] == CardiacLabel.MYO).any()),
-                                           int((labels[t] == CardiacLabel.LV).sum())), reverse=True)
+    phases = sorted(
+        labels,
+        key=lambda t: (
+            bool((labels[t] == CardiacLabel.MYO).any()),
+            int((labels[t] == CardiacLabel.LV).sum()),
+        ),
+        reverse=True,
+    )
     ed = phases[0] if phases else None
     es = phases[1] if len(phases) > 1 else None
-    return replace(study.with_labels(labels, annotated), ed_phase=ed, es_phase=es,
-                   source=f"{study.source} + contours {contour_dir}")
+    return replace(
+        study.with_labels(labels, annotated),
+        ed_phase=ed,
+        es_phase=es,
+        source=f"{study.source} + contours {contour_dir}",
+    )

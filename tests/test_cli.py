@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cardiacseg.cli import main
+from cardiacseg.demo import demo_study_path
+from tests.conftest import independent_sunnybrook_volumes
+
+
+def test_console_script_and_module_help() -> None:
+    exe = Path(sys.executable).parent / "cardiacseg"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
+    assert "demo" in out.stdout and "info" in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "cardiacseg", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "usage: cardiacseg" in out.stdout
+
+
+def test_demo_reports_expert_volumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    root = demo_study_path()
+    ref = independent_sunnybrook_volumes(root / "dicom", root / "contours")
+    idx = report["indices"]
+    assert idx["lv_edv_ml"] == pytest.approx(ref["edv"], rel=0.005)
+    assert idx["lv_esv_ml"] == pytest.approx(ref["esv"], rel=0.005)
+    assert idx["lv_ef_percent"] == pytest.approx(ref["ef"], rel=0.005)
+    assert idx["lv_mass_g"] == pytest.approx(ref["mass"], rel=0.005)
+    assert f"{ref['edv']:.1f} mL" in printed
+    csv_lines = (out / "report.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("phase,phase_name,slice") and len(csv_lines) == 1 + 2 * 12
+    png = np.asarray(Image.open(out / "overlay.png"))
+    assert png.shape[0] > 300 and png.shape[1] > 1000 and png.std() > 10
+    # a second run must not silently replace the user's files
+    assert main(["demo", "--output", str(out)]) == 1
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert main(["demo", "--output", str(out), "--overwrite"]) == 0
+
+
+def test_info_on_packaged_dicom(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(demo_study_path() / "dicom"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["shape_TZYX"] == [2, 12, 256, 256]
+    assert info["spacing_mm_zyx"][0] == pytest.approx(10.0, abs=0.05)
+    kinds = {c["kind"] for c in info["curation"]}
+    assert "declared_phases_mismatch" in kinds
+
+
+def test_info_on_missing_path_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(tmp_path / "nope")]) == 1
+    assert "nope" in capsys.readouterr().err
