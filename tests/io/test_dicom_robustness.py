@@ -35,7 +35,10 @@ def _hash_tree(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def original(sunnybrook_dir: Path):  # type: ignore[no-untyped-def]
     folder = sunnybrook_dir / "dicoms" / "SCD0000101"
-    return folder, read_dicom_cine(folder)
+    before = _hash_tree(folder)
+    study = read_dicom_cine(folder)
+    assert _hash_tree(folder) == before  # the shared input is never modified
+    return folder, study
 
 
 @pytest.fixture()
