@@ -1,0 +1,264 @@
+"""Intensity transforms (array versions): CLAHE, percentile normalisation, N4 bias correction, lighting."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from monai.config import NdarrayOrTensor
+from monai.transforms import (
+    ClipIntensityPercentiles,
+    NormalizeIntensity,
+    RandomizableTransform,
+    ScaleIntensity,
+)
+from monai.transforms.transform import Transform
+from monai.utils import TransformBackends
+from monai.utils.type_conversion import convert_to_dst_type, convert_to_numpy
+
+from cardiacseg.transforms._slices import map_inplane
+
+__all__ = ["CLAHE", "N4BiasFieldCorrection", "PercentileNormalize", "RandLighting"]
+
+
+class CLAHE(Transform):
+    """Contrast-limited adaptive histogram equalisation (scikit-image) of every 2D slice.
+
+    Each in-plane slice of a channel-first ``(C, X, Y[, Z])`` image is min-max scaled to [0, 1] and
+    equalised with :func:`skimage.exposure.equalize_adapthist`; the output lies in [0, 1]. MetaTensor
+    meta-data (affine, applied operations) is kept.
+
+    Args:
+        clip_limit: normalised clip limit (higher = more contrast), as in scikit-image.
+        kernel_size: tile size in pixels (int or pair); ``None`` = 1/8 of the slice, scikit-image's default.
+        nbins: histogram bins.
+
+    Example:
+        >>> import numpy as np
+        >>> out = CLAHE(clip_limit=0.02)(np.random.rand(1, 64, 64).astype(np.float32))
+        >>> float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+        True
+
+    """
+
+    backend = [TransformBackends.NUMPY]
+
+    def __init__(
+        self, clip_limit: float = 0.01, kernel_size: int | tuple[int, int] | None = None, nbins: int = 256
+    ):
+        if clip_limit <= 0:
+            raise ValueError(f"clip_limit must be positive, got {clip_limit}")
+        self.clip_limit = clip_limit
+        self.kernel_size = kernel_size
+        self.nbins = nbins
+
+    def _one(self, s: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        from skimage.exposure import equalize_adapthist
+
+        lo, hi = float(s.min()), float(s.max())
+        if hi <= lo:
+            return np.zeros_like(s, dtype=np.float64)
+        return np.asarray(
+            equalize_adapthist(
+                (s - lo) / (hi - lo),
+                kernel_size=self.kernel_size,
+                clip_limit=self.clip_limit,
+                nbins=self.nbins,
+            )
+        )
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """Equalise ``img`` of shape ``(C, X, Y[, Z])``.
+
+        Args:
+            img: channel-first image.
+
+        Returns:
+            The equalised image, same type and meta-data.
+
+        """
+        out = map_inplane(convert_to_numpy(img), self._one)
+        return convert_to_dst_type(
+            out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32
+        )[0]
+
+
+class PercentileNormalize(Transform):
+    """Clip to intensity percentiles (default 0.5-99.5 %), then z-score or min-max to [0, 1].
+
+    Built from MONAI's :class:`~monai.transforms.ClipIntensityPercentiles`,
+    :class:`~monai.transforms.NormalizeIntensity` and :class:`~monai.transforms.ScaleIntensity`.
+
+    Args:
+        lower: lower percentile.
+        upper: upper percentile.
+        mode: ``"zscore"`` (zero mean, unit variance) or ``"minmax"`` ([0, 1]).
+        channel_wise: statistics per channel (per phase for cine input).
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.random.rand(1, 32, 32).astype(np.float32) * 800
+        >>> y = PercentileNormalize(mode="minmax")(x)
+        >>> round(float(y.min()), 3), round(float(y.max()), 3)
+        (0.0, 1.0)
+
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(
+        self,
+        lower: float = 0.5,
+        upper: float = 99.5,
+        mode: Literal["zscore", "minmax"] = "zscore",
+        channel_wise: bool = False,
+    ):
+        if not 0 <= lower < upper <= 100:
+            raise ValueError(f"need 0 <= lower < upper <= 100, got {lower}, {upper}")
+        if mode not in ("zscore", "minmax"):
+            raise ValueError(f"mode must be 'zscore' or 'minmax', got {mode!r}")
+        self.clip = ClipIntensityPercentiles(lower=lower, upper=upper, channel_wise=channel_wise)
+        self.norm: Transform = (
+            NormalizeIntensity(channel_wise=channel_wise)
+            if mode == "zscore"
+            else ScaleIntensity(minv=0.0, maxv=1.0, channel_wise=channel_wise)
+        )
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """Normalise ``img``.
+
+        Args:
+            img: channel-first image.
+
+        Returns:
+            The normalised image.
+
+        """
+        out: NdarrayOrTensor = self.norm(self.clip(img))
+        return out
+
+
+class N4BiasFieldCorrection(Transform):
+    """N4 bias-field correction (ITK) of every 2D slice, with an Otsu-style foreground mask.
+
+    ITK is imported lazily (install the ``itk`` extra). Slices are corrected independently, which suits
+    short-axis stacks of a few thick slices better than a 3D fit.
+
+    Args:
+        n_iterations: maximum iterations per fitting level.
+        mask_fraction: pixels above this fraction of the slice maximum form the fitting mask.
+
+    Example:
+        >>> corrected = N4BiasFieldCorrection()(image)  # doctest: +SKIP
+
+    """
+
+    backend = [TransformBackends.NUMPY]
+
+    def __init__(self, n_iterations: tuple[int, ...] = (50, 50, 30), mask_fraction: float = 0.05):
+        self.n_iterations = list(n_iterations)
+        self.mask_fraction = mask_fraction
+
+    def _one(self, s: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        import itk
+
+        lo = float(s.min())
+        shifted = np.ascontiguousarray(s - lo + 1e-3, dtype=np.float32)  # N4 needs positive values
+        mask = (shifted > self.mask_fraction * float(shifted.max())).astype(np.uint8)
+        if mask.sum() < 16:
+            return s
+        out = itk.n4_bias_field_correction_image_filter(
+            itk.image_from_array(shifted),
+            mask_image=itk.image_from_array(mask),
+            maximum_number_of_iterations=self.n_iterations,
+            number_of_fitting_levels=len(self.n_iterations),
+        )
+        return np.asarray(itk.array_from_image(out), dtype=np.float32) + lo - 1e-3
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """Correct ``img`` of shape ``(C, X, Y[, Z])``.
+
+        Args:
+            img: channel-first image.
+
+        Returns:
+            The corrected image, same type and meta-data.
+
+        """
+        out = map_inplane(convert_to_numpy(img), self._one)
+        return convert_to_dst_type(
+            out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32
+        )[0]
+
+
+class RandLighting(RandomizableTransform):
+    """fastai-style lighting: random brightness and contrast in logit space, for images in [0, 1].
+
+    ``x' = sigmoid(logit(x) * c + logit(b))`` with brightness ``b ~ U(0.5 (1 - L), 0.5 (1 + L))`` and
+    contrast ``c`` log-uniform in ``[1 - L, 1 / (1 - L)]`` for ``max_lighting = L``, the "lighting"
+    augmentation of the 7T transfer paper's fastai set-up (L = 0.4).
+
+    Args:
+        max_lighting: ``L`` in [0, 1).
+        prob: probability of applying.
+
+    Example:
+        >>> import numpy as np
+        >>> t = RandLighting(0.4, prob=1.0)
+        >>> t.set_random_state(0)  # doctest: +ELLIPSIS
+        <...>
+        >>> out = t(np.full((1, 4, 4), 0.5, np.float32))
+        >>> bool(0.0 < float(out.min()) < 1.0)
+        True
+
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, max_lighting: float = 0.4, prob: float = 0.75):
+        RandomizableTransform.__init__(self, prob)
+        if not 0 <= max_lighting < 1:
+            raise ValueError(f"max_lighting must be in [0, 1), got {max_lighting}")
+        self.max_lighting = max_lighting
+        self.brightness = 0.5
+        self.contrast = 1.0
+
+    def randomize(self, data: object = None) -> None:
+        """Draw brightness and contrast.
+
+        Args:
+            data: unused.
+
+        """
+        super().randomize(None)
+        if not self._do_transform:
+            return
+        L = self.max_lighting
+        self.brightness = float(self.R.uniform(0.5 * (1 - L), 0.5 * (1 + L)))
+        self.contrast = float(np.exp(self.R.uniform(np.log(1 - L), -np.log(1 - L))))
+
+    def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
+        """Apply lighting to ``img`` (values are clipped to [0, 1] first).
+
+        Args:
+            img: channel-first image scaled to [0, 1].
+            randomize: draw new parameters.
+
+        Returns:
+            The transformed image.
+
+        """
+        if randomize:
+            self.randomize()
+        if not self._do_transform:
+            return img
+        x = convert_to_numpy(img).astype(np.float64)
+        eps = 1e-4
+        x = np.clip(x, eps, 1 - eps)
+        logit = np.log(x / (1 - x)) * self.contrast + np.log(self.brightness / (1 - self.brightness))
+        out = (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+        return convert_to_dst_type(
+            out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32
+        )[0]
