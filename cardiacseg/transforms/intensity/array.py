@@ -164,8 +164,11 @@ class N4BiasFieldCorrection(Transform):
     def _one(self, s: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         import itk
 
-        lo = float(s.min())
-        shifted = np.ascontiguousarray(s - lo + 1e-3, dtype=np.float32)  # N4 needs positive values
+        # N4 models v = u * b on positive values: shift only when there are non-positive ones
+        offset = 1e-3 - float(s.min()) if float(s.min()) <= 0 else 0.0
+        # ITK's N4 converges badly on large intensity ranges (seen at ~500): fit on values scaled to <= 1
+        scale = float(s.max()) + offset
+        shifted = np.ascontiguousarray((s + offset) / scale, dtype=np.float32)
         mask = (shifted > self.mask_fraction * float(shifted.max())).astype(np.uint8)
         if mask.sum() < 16:
             return s
@@ -175,7 +178,7 @@ class N4BiasFieldCorrection(Transform):
             maximum_number_of_iterations=self.n_iterations,
             number_of_fitting_levels=len(self.n_iterations),
         )
-        return np.asarray(itk.array_from_image(out), dtype=np.float32) + lo - 1e-3
+        return np.asarray(itk.array_from_image(out), dtype=np.float32) * scale - offset
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         """Correct ``img`` of shape ``(C, X, Y[, Z])``.

@@ -95,7 +95,7 @@ class InPlaneSpacing(Spacing):
             arr = data_array if isinstance(data_array, torch.Tensor) else torch.as_tensor(data_array)
             aff = np.eye(4)
             aff[0, 0], aff[1, 1] = self.source_spacing_mm
-            meta = dict(arr.meta) if isinstance(arr, MetaTensor) else {}
+            meta = {k: v for k, v in arr.meta.items() if k != "affine"} if isinstance(arr, MetaTensor) else {}
             meta[SPACING_UNKNOWN] = False
             data_array = MetaTensor(
                 arr.as_tensor() if isinstance(arr, MetaTensor) else arr,

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from skimage.exposure import equalize_adapthist
+
+from cardiacseg.transforms import (
+    CLAHE,
+    N4BiasFieldCorrection,
+    PercentileNormalize,
+    RandLighting,
+    slice_to_metatensor,
+)
+
+pytestmark = pytest.mark.realdata
+
+
+def test_clahe_matches_scikit_image_per_slice_and_keeps_meta(
+    acdc_slice: tuple[np.ndarray, np.ndarray],
+) -> None:
+    img, _ = acdc_slice
+    raw = img * 700.0 + 20.0  # arbitrary scanner units
+    t = slice_to_metatensor(raw, (1.5, 1.5))
+    out = CLAHE(clip_limit=0.02, kernel_size=32)(t)
+    assert isinstance(out, MetaTensor) and torch.equal(out.affine, t.affine)
+    ref = equalize_adapthist((raw - raw.min()) / (raw.max() - raw.min()), kernel_size=32, clip_limit=0.02)
+    np.testing.assert_allclose(out[0].numpy(), ref.T, atol=1e-5)
+    # 3D+t: every (phase, slice) handled on its own
+    stack = np.stack([raw.T, raw.T[::-1]], axis=-1)[None].repeat(2, axis=0)  # (2, X, Y, 2)
+    out3 = CLAHE(clip_limit=0.02, kernel_size=32)(stack)
+    np.testing.assert_allclose(out3[1, :, :, 0], ref.T, atol=1e-5)
+    flipped = raw.T[::-1]
+    ref_flipped = equalize_adapthist(
+        (flipped - flipped.min()) / (flipped.max() - flipped.min()), kernel_size=32, clip_limit=0.02
+    )
+    np.testing.assert_allclose(out3[0, :, :, 1], ref_flipped, atol=1e-5)
+
+
+def test_percentile_normalize_against_numpy(acdc_slice: tuple[np.ndarray, np.ndarray]) -> None:
+    img, _ = acdc_slice
+    x = (img * 900.0).T[None].astype(np.float32)
+    lo, hi = np.percentile(x, [0.5, 99.5])
+    mm = np.asarray(PercentileNormalize(mode="minmax")(x))
+    np.testing.assert_allclose(mm, (np.clip(x, lo, hi) - lo) / (hi - lo), atol=1e-5)
+    z = np.asarray(PercentileNormalize(mode="zscore")(x))
+    clipped = np.clip(x, lo, hi)
+    np.testing.assert_allclose(z, (clipped - clipped.mean()) / clipped.std(), atol=1e-4)
+    with pytest.raises(ValueError, match="mode"):
+        PercentileNormalize(mode="max")  # type: ignore[arg-type]
+
+
+def test_n4_removes_a_known_bias_field(acdc_slice: tuple[np.ndarray, np.ndarray]) -> None:
+    img, _ = acdc_slice
+    sl = (img.T * 500.0 + 1.0).astype(np.float32)
+    xx, yy = np.meshgrid(
+        np.linspace(-0.5, 0.5, sl.shape[0]), np.linspace(-0.5, 0.5, sl.shape[1]), indexing="ij"
+    )
+    bias = np.exp(0.5 * xx + 0.3 * yy).astype(np.float32)
+    corrupted = sl * bias
+    out = np.asarray(N4BiasFieldCorrection(n_iterations=(50, 50, 30))(corrupted[None]))[0]
+    m = sl > 0.1 * sl.max()
+
+    def residual_bias(a: np.ndarray) -> float:
+        return float(np.corrcoef(np.log(a[m]) - np.log(sl[m]), np.log(bias[m]))[0, 1])
+
+    assert residual_bias(corrupted) > 0.99
+    assert residual_bias(np.clip(out, 1e-3, None)) < 0.3
+
+
+def test_lighting_zero_is_identity_and_seeded() -> None:
+    x = np.linspace(0.01, 0.99, 64, dtype=np.float32).reshape(1, 8, 8)
+    t = RandLighting(0.0, prob=1.0)
+    np.testing.assert_allclose(np.asarray(t(x)), x, atol=1e-5)
+    a = RandLighting(0.4, prob=1.0)
+    a.set_random_state(5)
+    b = RandLighting(0.4, prob=1.0)
+    b.set_random_state(5)
+    np.testing.assert_array_equal(np.asarray(a(x)), np.asarray(b(x)))
+    assert 0.3 <= a.brightness <= 0.7 and 0.6 <= a.contrast <= 1 / 0.6
