@@ -27,8 +27,8 @@ demo: $(STAMP)
 	$(VENV)/bin/cardiacseg demo --output $(DEMO_OUT) --overwrite
 
 lint: $(STAMP)
-	$(PY) -m ruff check cardiacseg tests benchmarks examples
-	$(PY) -m ruff format --check cardiacseg tests benchmarks examples
+	$(PY) -m ruff check cardiacseg tests benchmarks examples docs
+	$(PY) -m ruff format --check cardiacseg tests benchmarks examples docs
 
 typecheck: $(STAMP)
 	$(PY) -m mypy cardiacseg
