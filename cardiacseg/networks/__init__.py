@@ -1,4 +1,4 @@
-"""Network factories: ``get_network(name, spatial_dims, in_channels, out_channels, **kw)`` and weight helpers."""
+"""Network factories (`get_network(name, spatial_dims, in_channels, out_channels)`) and weight helpers."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from monai.networks.nets import AttentionUnet, BasicUNet, DynUNet, SwinUNETR, UNet
 from torch import nn
 
-from cardiacseg.networks.nets.deform import DeformableBlock
+from cardiacseg.networks.nets.deform import DeformableBlock, DeformConv
 from cardiacseg.networks.nets.densenet_fcn import DenseNetFCN
 from cardiacseg.networks.nets.encoder_unet import EncoderUNet, SliceClassifier
 from cardiacseg.networks.nets.swin_unet import SwinUNet
@@ -26,8 +26,9 @@ from cardiacseg.networks.nets.swin_unet import SwinUNet
 __all__ = ["NETWORKS", "dynunet_kernels_strides", "get_network", "network_divisor"]
 
 
-def dynunet_kernels_strides(patch_size: Sequence[int], spacing: Sequence[float], max_levels: int = 6,
-                            min_size: int = 8) -> tuple[list[list[int]], list[list[int]]]:
+def dynunet_kernels_strides(
+    patch_size: Sequence[int], spacing: Sequence[float], max_levels: int = 6, min_size: int = 8
+) -> tuple[list[list[int]], list[list[int]]]:
     """nnU-Net's rule for kernel sizes and strides from the patch size and spacing.
 
     An axis is downsampled while its spacing is at most twice the finest and its size at least
@@ -49,6 +50,7 @@ def dynunet_kernels_strides(patch_size: Sequence[int], spacing: Sequence[float],
         >>> k, s = dynunet_kernels_strides((128, 128, 16), (1.5, 1.5, 8.0))
         >>> s[:3], k[:2]
         ([[1, 1, 1], [2, 2, 1], [2, 2, 1]], [[3, 3, 1], [3, 3, 1]])
+
     """
     sizes, spacings = list(patch_size), [float(s) for s in spacing]
     if len(sizes) != len(spacings):
@@ -87,10 +89,34 @@ def _unet(spatial_dims: int, in_channels: int, out_channels: int, **kw: Any) -> 
     else:
         strides = kw.pop("strides", (2, 2, 2, 2))
     channels = kw.pop("channels", (32, 64, 128, 256, 512))
-    net = UNet(spatial_dims, in_channels, out_channels, channels=channels, strides=strides,
-               num_res_units=kw.pop("num_res_units", 2), norm=kw.pop("norm", "batch"), **kw)
+    net = UNet(
+        spatial_dims,
+        in_channels,
+        out_channels,
+        channels=channels,
+        strides=strides,
+        num_res_units=kw.pop("num_res_units", 2),
+        norm=kw.pop("norm", "batch"),
+        **kw,
+    )
     net.divisor = _divisor_from_strides(strides, spatial_dims)  # type: ignore[assignment]
     return net
+
+
+class _DeformableDynUNet(DynUNet):
+    """MONAI DynUNet whose bottleneck is a deformable-convolution block (the CMRxMotion study's nnU-Net)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        for m in self.modules():  # DynUNet re-initialises every conv: restore zero offsets
+            if isinstance(m, DeformConv):
+                m.reset_offsets()
+
+    def get_bottleneck(self) -> nn.Module:
+        """Build the deformable bottleneck in place of the convolutional one."""
+        stride = self.strides[-1]
+        s = stride if isinstance(stride, int) else int(stride[0])
+        return DeformableBlock(self.spatial_dims, self.filters[-2], self.filters[-1], stride=s)
 
 
 def _dynunet(spatial_dims: int, in_channels: int, out_channels: int, **kw: Any) -> nn.Module:
@@ -100,27 +126,39 @@ def _dynunet(spatial_dims: int, in_channels: int, out_channels: int, **kw: Any) 
     kernels, strides = dynunet_kernels_strides(patch, spacing, kw.pop("max_levels", 6))
     cap = 512 if spatial_dims == 2 else 320
     filters = kw.pop("filters", [min(32 * 2**i, cap) for i in range(len(strides))])
-    net = DynUNet(spatial_dims, in_channels, out_channels, kernel_size=kernels, strides=strides,
-                  upsample_kernel_size=strides[1:], filters=filters, res_block=kw.pop("res_block", True), **kw)
-    if deformable:
-        stride = strides[-1]
-        if len(set(stride)) != 1:
-            raise ValueError(f"the deformable bottleneck needs an isotropic last stride, got {stride}")
-        net.bottleneck = DeformableBlock(spatial_dims, filters[-2], filters[-1], stride=stride[0])
+    if deformable and len(set(strides[-1])) != 1:
+        raise ValueError(f"the deformable bottleneck needs an isotropic last stride, got {strides[-1]}")
+    cls = _DeformableDynUNet if deformable else DynUNet
+    net = cls(
+        spatial_dims,
+        in_channels,
+        out_channels,
+        kernel_size=kernels,
+        strides=strides,
+        upsample_kernel_size=strides[1:],
+        filters=filters,
+        res_block=kw.pop("res_block", True),
+        **kw,
+    )
     net.divisor = _divisor_from_strides(strides, spatial_dims)  # type: ignore[assignment]
     net.parameter_groups = {  # type: ignore[assignment]
-        "encoder": ("input_block.", "downsamples."), "bottleneck": ("bottleneck.",),
-        "decoder": ("upsamples.",), "head": ("output_block.", "deep_supervision_heads."),
+        "encoder": ("input_block.", "downsamples."),
+        "bottleneck": ("bottleneck.",),
+        "decoder": ("upsamples.",),
+        "head": ("output_block.", "deep_supervision_heads."),
     }
     return net
 
 
 def _basic_unet(spatial_dims: int, in_channels: int, out_channels: int, **kw: Any) -> nn.Module:
-    net = BasicUNet(spatial_dims, in_channels, out_channels, features=kw.pop("features", (32, 32, 64, 128, 256, 32)), **kw)
+    net = BasicUNet(
+        spatial_dims, in_channels, out_channels, features=kw.pop("features", (32, 32, 64, 128, 256, 32)), **kw
+    )
     net.divisor = (16,) * spatial_dims  # type: ignore[assignment]
     net.parameter_groups = {  # type: ignore[assignment]
         "encoder": ("conv_0.", "down_1.", "down_2.", "down_3.", "down_4."),
-        "decoder": ("upcat_4.", "upcat_3.", "upcat_2.", "upcat_1."), "head": ("final_conv.",),
+        "decoder": ("upcat_4.", "upcat_3.", "upcat_2.", "upcat_1."),
+        "head": ("final_conv.",),
     }
     return net
 
@@ -134,12 +172,18 @@ def _attention_unet(spatial_dims: int, in_channels: int, out_channels: int, **kw
 
 
 def _swin_unetr(spatial_dims: int, in_channels: int, out_channels: int, **kw: Any) -> nn.Module:
-    net = SwinUNETR(in_channels=in_channels, out_channels=out_channels, spatial_dims=spatial_dims,
-                    feature_size=kw.pop("feature_size", 24), **kw)
+    net = SwinUNETR(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        spatial_dims=spatial_dims,
+        feature_size=kw.pop("feature_size", 24),
+        **kw,
+    )
     net.divisor = (32,) * spatial_dims  # type: ignore[assignment]
     net.parameter_groups = {  # type: ignore[assignment]
         "encoder": ("swinViT.", "encoder1.", "encoder2.", "encoder3.", "encoder4.", "encoder10."),
-        "decoder": ("decoder5.", "decoder4.", "decoder3.", "decoder2.", "decoder1."), "head": ("out.",),
+        "decoder": ("decoder5.", "decoder4.", "decoder3.", "decoder2.", "decoder1."),
+        "head": ("out.",),
     }
     return net
 
@@ -155,13 +199,13 @@ def _encoder_unet(backbone: str) -> Callable[..., nn.Module]:
 
 def _swin_unet(spatial_dims: int, in_channels: int, out_channels: int, **kw: Any) -> nn.Module:
     net = SwinUNet(spatial_dims, in_channels, out_channels, **kw)
-    net.divisor = (net.divisor, net.divisor)  # type: ignore[assignment]
+    net.divisor = (net.divisor, net.divisor)
     return net
 
 
 def _densenet_fcn(spatial_dims: int, in_channels: int, out_channels: int, **kw: Any) -> nn.Module:
     net = DenseNetFCN(spatial_dims, in_channels, out_channels, **kw)
-    net.divisor = (net.divisor, net.divisor)  # type: ignore[assignment]
+    net.divisor = (net.divisor, net.divisor)
     return net
 
 
@@ -191,7 +235,7 @@ TWO_D_ONLY = ("resnet34_unet", "resnet50_unet", "vgg16_unet", "swin_unet", "dens
 
 
 def network_divisor(net: nn.Module) -> tuple[int, ...] | None:
-    """The per-axis size multiple a segmentation network needs, or ``None`` (classifiers).
+    """Return the per-axis size multiple a segmentation network needs, or ``None`` (classifiers).
 
     Args:
         net: a network from :func:`get_network`.
@@ -202,25 +246,32 @@ def network_divisor(net: nn.Module) -> tuple[int, ...] | None:
     Example:
         >>> network_divisor(get_network("basic_unet", 2, 1, 4))
         (16, 16)
+
     """
     div = getattr(net, "divisor", None)
     return None if div is None else tuple(int(d) for d in div)
 
 
 def _pad_hook(name: str, pad: bool) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    last: dict[str, tuple[int, ...]] = {}
+
     def pre(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         x = args[0]
-        div = module.divisor  # type: ignore[attr-defined]
-        size = tuple(x.shape[2:])
+        div = network_divisor(module) or ()
+        size = tuple(int(s) for s in x.shape[2:])
         if len(size) != len(div):
-            raise ValueError(f"{name} expects {len(div)} spatial dimensions, got input of shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{name} expects {len(div)} spatial dimensions, got input of shape {tuple(x.shape)}"
+            )
         target = tuple(math.ceil(s / d) * d for s, d in zip(size, div, strict=True))
-        module._cardiacseg_input_size = size  # type: ignore[assignment]
+        last["size"] = size
         if target == size:
             return None
         if not pad:
-            raise ValueError(f"{name}: input spatial size {size} must be divisible by {div}; pad it (e.g. with "
-                             f"monai.transforms.DivisiblePad(k={list(div)})) or build the network with pad_to_divisor=True")
+            raise ValueError(
+                f"{name}: input spatial size {size} must be divisible by {div}; pad it (e.g. with "
+                f"monai.transforms.DivisiblePad(k={list(div)})) or build the network with pad_to_divisor=True"
+            )
         widths: list[int] = []
         for s, t in reversed(list(zip(size, target, strict=True))):
             before = (t - s) // 2
@@ -228,7 +279,7 @@ def _pad_hook(name: str, pad: bool) -> tuple[Callable[..., Any], Callable[..., A
         return (F.pad(x, widths), *args[1:])
 
     def post(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
-        size = module._cardiacseg_input_size  # type: ignore[attr-defined]
+        size = last["size"]
         if not isinstance(output, torch.Tensor) or tuple(output.shape[2:]) == size:
             return output
         padded = output.shape[2:]
@@ -241,8 +292,14 @@ def _pad_hook(name: str, pad: bool) -> tuple[Callable[..., Any], Callable[..., A
     return pre, post
 
 
-def get_network(name: str, spatial_dims: int, in_channels: int, out_channels: int, pad_to_divisor: bool = True,
-                **kwargs: Any) -> nn.Module:
+def get_network(
+    name: str,
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    pad_to_divisor: bool = True,
+    **kwargs: Any,
+) -> nn.Module:
     """Build a network by name.
 
     Args:
@@ -254,7 +311,8 @@ def get_network(name: str, spatial_dims: int, in_channels: int, out_channels: in
         pad_to_divisor: pad inputs whose size is not a multiple of the network's divisor and crop the output
             back; if False such inputs raise ``ValueError`` naming the divisor.
         kwargs: network options, e.g. ``pretrained="resnet34.pth"`` (encoder U-Nets, slice classifier),
-            ``patch_size``/``spacing``/``deformable_bottleneck`` (``dynunet``), ``refine_head`` (``swin_unet``),
+            ``patch_size``/``spacing``/``deformable_bottleneck`` (``dynunet``),
+            ``refine_head`` (``swin_unet``),
             ``backbone``/``mode`` (``slice_classifier``).
 
     Returns:
@@ -267,6 +325,7 @@ def get_network(name: str, spatial_dims: int, in_channels: int, out_channels: in
         >>> net = get_network("densenet_fcn", 2, 1, 4)
         >>> net(torch.zeros(1, 1, 50, 50)).shape
         torch.Size([1, 4, 50, 50])
+
     """
     key = name.lower()
     if key not in _BUILDERS:

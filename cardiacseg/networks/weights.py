@@ -48,6 +48,7 @@ class LoadReport:
     Example:
         >>> LoadReport(loaded=["a"], skipped={"fc.weight": "shape (1000, 512) vs model (3, 512)"}).summary()
         'loaded 1 tensors; skipped 1 (fc.weight: shape (1000, 512) vs model (3, 512)); 0 left as initialised'
+
     """
 
     loaded: list[str] = field(default_factory=list)
@@ -60,15 +61,18 @@ class LoadReport:
 
         Returns:
             Counts and the first few skipped keys with reasons.
+
         """
         skipped = "; ".join(f"{k}: {v}" for k, v in list(self.skipped.items())[:5])
         more = "" if len(self.skipped) <= 5 else f"; ... {len(self.skipped) - 5} more"
-        return (f"loaded {len(self.loaded)} tensors; skipped {len(self.skipped)}"
-                f"{f' ({skipped}{more})' if skipped else ''}; {len(self.missing)} left as initialised")
+        return (
+            f"loaded {len(self.loaded)} tensors; skipped {len(self.skipped)}"
+            f"{f' ({skipped}{more})' if skipped else ''}; {len(self.missing)} left as initialised"
+        )
 
 
 def load_state_dict_file(path: PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict saved with ``torch.save`` (plain, or inside ``{"state_dict": ...}``/``{"model": ...}``).
+    """Read a state dict saved with ``torch.save`` (plain, or under a ``"state_dict"``/``"model"`` key).
 
     Args:
         path: a ``.pt``/``.pth`` file.
@@ -82,10 +86,13 @@ def load_state_dict_file(path: PathLike) -> dict[str, torch.Tensor]:
 
     Example:
         >>> sd = load_state_dict_file("resnet34-imagenet.pth")  # doctest: +SKIP
+
     """
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"{p}: weights file not found (nothing is downloaded; save the weights locally)")
+        raise FileNotFoundError(
+            f"{p}: weights file not found (nothing is downloaded; save the weights locally)"
+        )
     obj = torch.load(p, map_location="cpu", weights_only=True)
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model", "network"):
@@ -97,7 +104,9 @@ def load_state_dict_file(path: PathLike) -> dict[str, torch.Tensor]:
     return {str(k).removeprefix("module."): v for k, v in obj.items()}
 
 
-def adapt_first_conv(weight: torch.Tensor, in_channels: int, mode: Literal["sum", "mean"] = "sum") -> torch.Tensor:
+def adapt_first_conv(
+    weight: torch.Tensor, in_channels: int, mode: Literal["sum", "mean"] = "sum"
+) -> torch.Tensor:
     """Adapt an RGB first-convolution kernel ``(out, 3, k, k)`` to ``in_channels``.
 
     For one channel the RGB kernels are summed (a grey image repeated over RGB gives the same response)
@@ -114,6 +123,7 @@ def adapt_first_conv(weight: torch.Tensor, in_channels: int, mode: Literal["sum"
     Example:
         >>> adapt_first_conv(torch.ones(8, 3, 3, 3), 1).shape
         torch.Size([8, 1, 3, 3])
+
     """
     if weight.shape[1] == in_channels:
         return weight
@@ -123,8 +133,9 @@ def adapt_first_conv(weight: torch.Tensor, in_channels: int, mode: Literal["sum"
     return combined.repeat(1, in_channels, *([1] * (weight.ndim - 2))) / in_channels
 
 
-def load_partial(model: nn.Module, state_dict: Mapping[str, torch.Tensor], prefix: str = "",
-                 strict_shapes: bool = False) -> LoadReport:
+def load_partial(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], prefix: str = "", strict_shapes: bool = False
+) -> LoadReport:
     """Load every tensor whose (prefixed) name and shape match; report the rest.
 
     Args:
@@ -145,6 +156,7 @@ def load_partial(model: nn.Module, state_dict: Mapping[str, torch.Tensor], prefi
         >>> r = load_partial(dst, src.state_dict())
         >>> sorted(r.skipped)
         ['bias', 'weight']
+
     """
     own = model.state_dict()
     report = LoadReport()
@@ -164,15 +176,21 @@ def load_partial(model: nn.Module, state_dict: Mapping[str, torch.Tensor], prefi
     if strict_shapes and mismatches:
         raise WeightLoadError("shape mismatch: " + "; ".join(mismatches))
     if state_dict and not any(prefix + k in own for k in state_dict):
-        raise WeightLoadError(f"no tensor matched: checkpoint keys like {list(state_dict)[:3]}, model keys like "
-                              f"{list(own)[:3]} (prefix {prefix!r})")
+        raise WeightLoadError(
+            f"no tensor matched: checkpoint keys like {list(state_dict)[:3]}, model keys like "
+            f"{list(own)[:3]} (prefix {prefix!r})"
+        )
     model.load_state_dict(new, strict=False)
     report.missing = [k for k in own if k not in new]
     return report
 
 
-def load_torchvision_backbone(backbone: nn.Module, weights: PathLike | Mapping[str, torch.Tensor], prefix: str = "",
-                              first_conv_mode: Literal["sum", "mean"] = "sum") -> LoadReport:
+def load_torchvision_backbone(
+    backbone: nn.Module,
+    weights: PathLike | Mapping[str, torch.Tensor],
+    prefix: str = "",
+    first_conv_mode: Literal["sum", "mean"] = "sum",
+) -> LoadReport:
     """Load ImageNet weights in torchvision's key layout into a backbone of :mod:`.nets.encoders`.
 
     The first convolution is adapted to the backbone's input channels (:func:`adapt_first_conv`); the
@@ -194,8 +212,9 @@ def load_torchvision_backbone(backbone: nn.Module, weights: PathLike | Mapping[s
     Example:
         >>> net = make_backbone("resnet34", in_channels=1)  # doctest: +SKIP
         >>> load_torchvision_backbone(net, "resnet34-imagenet.pth").summary()  # doctest: +SKIP
+
     """
-    sd = dict(load_state_dict_file(weights) if isinstance(weights, (str, Path)) else weights)
+    sd = dict(weights) if isinstance(weights, Mapping) else load_state_dict_file(weights)
     inner = backbone.get_submodule(prefix.rstrip(".")) if prefix else backbone
     first = getattr(inner, "first_conv", None)
     classifier = tuple(k for k in ("fc.", "classifier.") if any(s.startswith(k) for s in sd))
@@ -210,7 +229,9 @@ def load_torchvision_backbone(backbone: nn.Module, weights: PathLike | Mapping[s
     sd = {k: v for k, v in sd.items() if not k.startswith(classifier) or not classifier}
     report = load_partial(backbone, sd, prefix=prefix, strict_shapes=True)
     report.adapted = adapted
-    expected = [k for k in own if k.startswith(prefix) and not k[len(prefix):].startswith(("fc.", "classifier."))]
+    expected = [
+        k for k in own if k.startswith(prefix) and not k[len(prefix) :].startswith(("fc.", "classifier."))
+    ]
     absent = [k for k in expected if k not in report.loaded]
     if absent:
         raise WeightLoadError(f"weights lack {len(absent)} backbone tensors, e.g. {absent[:5]}")
@@ -229,6 +250,7 @@ def mode_word(mode: str) -> str:
     Example:
         >>> mode_word("sum")
         'summed'
+
     """
     return "summed" if mode == "sum" else "averaged"
 
@@ -245,6 +267,7 @@ def parameter_groups(model: nn.Module) -> dict[str, tuple[str, ...]]:
     Example:
         >>> parameter_groups(nn.Linear(2, 2))
         {'all': ('',)}
+
     """
     groups = getattr(model, "parameter_groups", None)
     if groups is None:
@@ -257,7 +280,9 @@ def _select(model: nn.Module, groups: Iterable[str]) -> list[nn.Parameter]:
     chosen = list(groups)
     unknown = [g for g in chosen if g not in table]
     if unknown:
-        raise ValueError(f"unknown parameter group(s) {unknown} for {type(model).__name__}; available: {sorted(table)}")
+        raise ValueError(
+            f"unknown parameter group(s) {unknown} for {type(model).__name__}; available: {sorted(table)}"
+        )
     prefixes = tuple(p for g in chosen for p in table[g])
     return [p for n, p in model.named_parameters() if n.startswith(prefixes)]
 
@@ -278,6 +303,7 @@ def freeze(model: nn.Module, groups: Iterable[str]) -> int:
     Example:
         >>> freeze(nn.Linear(2, 2), ["all"])
         6
+
     """
     params = _select(model, groups)
     for p in params:
@@ -301,6 +327,7 @@ def unfreeze(model: nn.Module, groups: Iterable[str]) -> int:
     Example:
         >>> unfreeze(nn.Linear(2, 2), ["all"])
         6
+
     """
     params = _select(model, groups)
     for p in params:
@@ -321,5 +348,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     Example:
         >>> count_parameters(nn.Linear(2, 3))
         9
+
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

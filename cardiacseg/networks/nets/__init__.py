@@ -1,0 +1,1 @@
+"""Networks implemented in cardiacseg (the rest come from MONAI)."""

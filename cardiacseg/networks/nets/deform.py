@@ -32,10 +32,21 @@ class DeformConv(nn.Module):
         >>> conv = DeformConv(2, 4, 8)
         >>> conv(torch.rand(1, 4, 10, 12)).shape
         torch.Size([1, 8, 10, 12])
+
     """
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 modulated: bool = False, bias: bool = True):
+    taps: torch.Tensor
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        modulated: bool = False,
+        bias: bool = True,
+    ):
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
@@ -48,19 +59,23 @@ class DeformConv(nn.Module):
         k = kernel_size**spatial_dims
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         self.offset = conv(in_channels, spatial_dims * k, kernel_size, stride, kernel_size // 2)
-        nn.init.zeros_(self.offset.weight)
-        nn.init.zeros_(self.offset.bias)  # type: ignore[arg-type]
         self.mask: nn.Module | None = None
         if modulated:
             self.mask = conv(in_channels, k, kernel_size, stride, kernel_size // 2)
-            nn.init.zeros_(self.mask.weight)
-            nn.init.zeros_(self.mask.bias)  # type: ignore[arg-type]
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *([kernel_size] * spatial_dims)))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.reset_offsets()
         r = kernel_size // 2
         taps = list(itertools.product(range(-r, r + 1), repeat=spatial_dims))
         self.register_buffer("taps", torch.tensor(taps, dtype=torch.float32), persistent=False)
+
+    def reset_offsets(self) -> None:
+        """Zero the offset and modulation predictors: the layer becomes the regular convolution."""
+        for m in (self.offset, self.mask):
+            if m is not None:
+                nn.init.zeros_(m.weight)  # type: ignore[arg-type]
+                nn.init.zeros_(m.bias)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Convolve ``x`` at offset positions.
@@ -70,13 +85,14 @@ class DeformConv(nn.Module):
 
         Returns:
             ``(B, out_channels, *spatial / stride)``.
+
         """
         d = self.spatial_dims
         b, c = x.shape[:2]
         size = x.shape[2:]
         offsets = self.offset(x)  # (B, d*K, *out)
         out_size = offsets.shape[2:]
-        k = self.taps.shape[0]
+        k = int(self.taps.shape[0])
         offsets = offsets.view(b, k, d, *out_size)
         axes = [torch.arange(n, device=x.device, dtype=x.dtype) * self.stride for n in out_size]
         base = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0)  # (d, *out)
@@ -110,9 +126,12 @@ class DeformableBlock(nn.Module):
     Example:
         >>> DeformableBlock(2, 8, 16, stride=2)(torch.rand(1, 8, 16, 16)).shape
         torch.Size([1, 16, 8, 8])
+
     """
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, stride: int = 1, modulated: bool = True):
+    def __init__(
+        self, spatial_dims: int, in_channels: int, out_channels: int, stride: int = 1, modulated: bool = True
+    ):
         super().__init__()
         norm = nn.InstanceNorm2d if spatial_dims == 2 else nn.InstanceNorm3d
         self.conv1 = DeformConv(spatial_dims, in_channels, out_channels, 3, stride, modulated)

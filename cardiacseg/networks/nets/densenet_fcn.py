@@ -19,8 +19,12 @@ __all__ = ["DenseNetFCN"]
 
 class _DenseLayer(nn.Sequential):
     def __init__(self, c_in: int, growth: int, dropout: float):
-        super().__init__(nn.BatchNorm2d(c_in), nn.ReLU(inplace=True), nn.Conv2d(c_in, growth, 3, padding=1, bias=False),
-                         nn.Dropout2d(dropout))
+        super().__init__(
+            nn.BatchNorm2d(c_in),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_in, growth, 3, padding=1, bias=False),
+            nn.Dropout2d(dropout),
+        )
 
 
 class _DenseBlock(nn.Module):
@@ -60,10 +64,19 @@ class DenseNetFCN(nn.Module):
         >>> net = DenseNetFCN(2, 1, 4)
         >>> net(torch.zeros(1, 1, 64, 64)).shape
         torch.Size([1, 4, 64, 64])
+
     """
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, growth_rate: int = 16, n_pool: int = 3,
-                 layers_per_block: Sequence[int] = (2, 3, 4, 5, 4, 3, 2), dropout: float = 0.2):
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        growth_rate: int = 16,
+        n_pool: int = 3,
+        layers_per_block: Sequence[int] = (2, 3, 4, 5, 4, 3, 2),
+        dropout: float = 0.2,
+    ):
         super().__init__()
         if spatial_dims != 2:
             raise ValueError(f"DenseNetFCN is 2D, got spatial_dims={spatial_dims}")
@@ -80,8 +93,15 @@ class DenseNetFCN(nn.Module):
             self.down_blocks.append(_DenseBlock(c, layers_per_block[i], g, dropout))
             c += layers_per_block[i] * g
             skip_channels.append(c)
-            self.transitions.append(nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.Conv2d(c, c, 1, bias=False),
-                                                  nn.Dropout2d(dropout), nn.MaxPool2d(2)))
+            self.transitions.append(
+                nn.Sequential(
+                    nn.BatchNorm2d(c),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(c, c, 1, bias=False),
+                    nn.Dropout2d(dropout),
+                    nn.MaxPool2d(2),
+                )
+            )
         self.bottleneck = _DenseBlock(c, layers_per_block[n_pool], g, dropout)
         up_in = layers_per_block[n_pool] * g
         self.ups = nn.ModuleList()
@@ -110,6 +130,7 @@ class DenseNetFCN(nn.Module):
 
         Returns:
             Logits ``(B, out_channels, H, W)``.
+
         """
         y = torch.cat([conv(x) for conv in self.stem], 1)
         skips = []
@@ -118,7 +139,9 @@ class DenseNetFCN(nn.Module):
             skips.append(y)
             y = trans(y)
         new = self.bottleneck(y)
-        for up, proj, block, skip in zip(self.ups, self.skip_proj, self.up_blocks, reversed(skips), strict=True):
+        for up, proj, block, skip in zip(
+            self.ups, self.skip_proj, self.up_blocks, reversed(skips), strict=True
+        ):
             y = up(new) + proj(skip)
             new = block(y)
             y = torch.cat([y, new], 1)

@@ -1,5 +1,8 @@
-"""U-Nets on ImageNet backbones (the 7T transfer study's ResNet34/50 and VGG16 U-Nets) and the
-slice-range classifier (out-of-apical / in / out-of-basal) on the same backbones."""
+"""U-Nets on ImageNet backbones, and the slice-range classifier on the same backbones.
+
+The 7T transfer study's ResNet34/50 and VGG16 U-Nets; the slice-range paper's out-of-apical / in /
+out-of-basal classifier.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +22,14 @@ __all__ = ["EncoderUNet", "SliceClassifier"]
 class _DecoderBlock(nn.Module):
     def __init__(self, c_in: int, c_skip: int, c_out: int):
         super().__init__()
-        self.conv1 = nn.Sequential(nn.Conv2d(c_in + c_skip, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                                   nn.ReLU(inplace=True))
-        self.conv2 = nn.Sequential(nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                                   nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(c_in + c_skip, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        )
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+        )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
@@ -55,15 +62,25 @@ class EncoderUNet(nn.Module):
         >>> net = EncoderUNet(2, 1, 4, backbone="resnet34")
         >>> net(torch.zeros(1, 1, 64, 64)).shape
         torch.Size([1, 4, 64, 64])
+
     """
 
     divisor = 32
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, backbone: str = "resnet34",
-                 decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16), pretrained: PathLike | None = None):
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        backbone: str = "resnet34",
+        decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
+        pretrained: PathLike | None = None,
+    ):
         super().__init__()
         if spatial_dims != 2:
-            raise ValueError(f"{backbone} U-Net is 2D only (ImageNet encoder), got spatial_dims={spatial_dims}")
+            raise ValueError(
+                f"{backbone} U-Net is 2D only (ImageNet encoder), got spatial_dims={spatial_dims}"
+            )
         self.encoder = make_backbone(backbone, in_channels)
         _drop_classifier(self.encoder)
         enc_ch = list(self.encoder.out_channels)  # type: ignore[arg-type]
@@ -92,6 +109,7 @@ class EncoderUNet(nn.Module):
 
         Returns:
             Logits ``(B, out_channels, H, W)``.
+
         """
         feats = dict(zip(self._strides, backbone_features(self.encoder, x), strict=True))
         y = feats[32]
@@ -122,19 +140,28 @@ class SliceClassifier(nn.Module):
         >>> net = SliceClassifier(2, 1, 3, backbone="mobilenet_v2", mode="feature_extraction")
         >>> net(torch.zeros(2, 1, 64, 64)).shape
         torch.Size([2, 3])
+
     """
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int = 3, backbone: str = "resnet34",
-                 mode: Literal["finetune", "feature_extraction", "last_block"] = "finetune", dropout: float = 0.5,
-                 pretrained: PathLike | None = None):
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int = 3,
+        backbone: str = "resnet34",
+        mode: Literal["finetune", "feature_extraction", "last_block"] = "finetune",
+        dropout: float = 0.5,
+        pretrained: PathLike | None = None,
+    ):
         super().__init__()
         if spatial_dims != 2:
             raise ValueError(f"the slice classifier is 2D, got spatial_dims={spatial_dims}")
         self.backbone = make_backbone(backbone, in_channels)
         _drop_classifier(self.backbone)
         n = int(self.backbone.num_features)  # type: ignore[arg-type]
-        self.head = nn.Sequential(nn.Linear(n, 256), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                                  nn.Linear(256, out_channels))
+        self.head = nn.Sequential(
+            nn.Linear(n, 256), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(256, out_channels)
+        )
         last = tuple(f"backbone.{p}." for p in self.backbone.last_block)  # type: ignore[union-attr]
         self.parameter_groups = {"encoder": ("backbone.",), "last_block": last, "head": ("head.",)}
         self.load_report: LoadReport | None = None
@@ -150,6 +177,7 @@ class SliceClassifier(nn.Module):
 
         Raises:
             ValueError: unknown mode.
+
         """
         if mode not in ("finetune", "feature_extraction", "last_block"):
             raise ValueError(f"mode must be finetune, feature_extraction or last_block, got {mode!r}")
@@ -171,6 +199,7 @@ class SliceClassifier(nn.Module):
 
         Returns:
             Logits ``(B, out_channels)``.
+
         """
         f = backbone_features(self.backbone, x)[-1]
         out: torch.Tensor = self.head(torch.flatten(F.adaptive_avg_pool2d(f, 1), 1))

@@ -14,7 +14,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-__all__ = ["BACKBONES", "DenseNet121", "MobileNetV2", "ResNet", "VGG16", "backbone_features", "make_backbone"]
+__all__ = ["BACKBONES", "VGG16", "DenseNet121", "MobileNetV2", "ResNet", "backbone_features", "make_backbone"]
 
 
 class BasicBlock(nn.Module):
@@ -75,11 +75,15 @@ class ResNet(nn.Module):
         >>> net = ResNet(34, in_channels=1)
         >>> [f.shape[1] for f in net.features_list(torch.zeros(1, 1, 64, 64))]
         [64, 64, 128, 256, 512]
+
     """
 
     def __init__(self, depth: int = 34, in_channels: int = 3):
         super().__init__()
-        layers, block = {34: ([3, 4, 6, 3], BasicBlock), 50: ([3, 4, 6, 3], Bottleneck)}[depth]
+        if depth not in (34, 50):
+            raise ValueError(f"ResNet depth must be 34 or 50, got {depth}")
+        layers = [3, 4, 6, 3]
+        block: type[BasicBlock] | type[Bottleneck] = BasicBlock if depth == 34 else Bottleneck
         self.inplanes = 64
         self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -101,11 +105,15 @@ class ResNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def _make(self, block: type[BasicBlock] | type[Bottleneck], planes: int, n: int, stride: int) -> nn.Sequential:
+    def _make(
+        self, block: type[BasicBlock] | type[Bottleneck], planes: int, n: int, stride: int
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
-                                       nn.BatchNorm2d(planes * block.expansion))
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
         layers: list[nn.Module] = [block(self.inplanes, planes, stride, downsample)]
         self.inplanes = planes * block.expansion
         layers += [block(self.inplanes, planes) for _ in range(1, n)]
@@ -119,6 +127,7 @@ class ResNet(nn.Module):
 
         Returns:
             Five feature maps.
+
         """
         f1 = self.relu(self.bn1(self.conv1(x)))
         f2 = self.layer1(self.maxpool(f1))
@@ -142,6 +151,7 @@ class VGG16(nn.Module):
         >>> net = VGG16(in_channels=1)
         >>> [f.shape[1] for f in net.features_list(torch.zeros(1, 1, 64, 64))]
         [64, 128, 256, 512, 512, 512]
+
     """
 
     def __init__(self, in_channels: int = 3):
@@ -157,8 +167,15 @@ class VGG16(nn.Module):
                 c = v
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-        self.classifier = nn.Sequential(nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 4096),
-                                        nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 1000))
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096),
+            nn.ReLU(True),
+            nn.Dropout(),
+            nn.Linear(4096, 4096),
+            nn.ReLU(True),
+            nn.Dropout(),
+            nn.Linear(4096, 1000),
+        )
         self.num_features = 512
         self.out_channels = (64, 128, 256, 512, 512, 512)
         self.strides = (1, 2, 4, 8, 16, 32)
@@ -173,6 +190,7 @@ class VGG16(nn.Module):
 
         Returns:
             Six feature maps.
+
         """
         out = []
         for layer in self.features:
@@ -217,17 +235,25 @@ class DenseNet121(nn.Module):
     Example:
         >>> [f.shape[1] for f in DenseNet121(in_channels=1).features_list(torch.zeros(1, 1, 64, 64))]
         [64, 256, 512, 1024, 1024]
+
     """
 
     def __init__(self, in_channels: int = 3, growth: int = 32, blocks: tuple[int, ...] = (6, 12, 24, 16)):
         super().__init__()
-        f = OrderedDict([("conv0", nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)), ("norm0", nn.BatchNorm2d(64)),
-                         ("relu0", nn.ReLU(inplace=True)), ("pool0", nn.MaxPool2d(3, 2, 1))])
+        f = OrderedDict(
+            [
+                ("conv0", nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)),
+                ("norm0", nn.BatchNorm2d(64)),
+                ("relu0", nn.ReLU(inplace=True)),
+                ("pool0", nn.MaxPool2d(3, 2, 1)),
+            ]
+        )
         c = 64
         outs = [64]
         for i, n in enumerate(blocks):
-            block = nn.Sequential(OrderedDict((f"denselayer{j + 1}", _DenseLayer(c + j * growth, growth, 4))
-                                              for j in range(n)))
+            block = nn.Sequential(
+                OrderedDict((f"denselayer{j + 1}", _DenseLayer(c + j * growth, growth, 4)) for j in range(n))
+            )
             f[f"denseblock{i + 1}"] = block
             c += n * growth
             if i != len(blocks) - 1:
@@ -252,6 +278,7 @@ class DenseNet121(nn.Module):
 
         Returns:
             Five feature maps.
+
         """
         out = []
         for name, layer in self.features.named_children():
@@ -271,8 +298,11 @@ class DenseNet121(nn.Module):
 
 class _ConvBNReLU(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, k: int = 3, stride: int = 1, groups: int = 1):
-        super().__init__(nn.Conv2d(c_in, c_out, k, stride, (k - 1) // 2, groups=groups, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU6(inplace=True))
+        super().__init__(
+            nn.Conv2d(c_in, c_out, k, stride, (k - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU6(inplace=True),
+        )
 
 
 class _InvertedResidual(nn.Module):
@@ -283,8 +313,11 @@ class _InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand != 1:
             layers.append(_ConvBNReLU(c_in, hidden, 1))
-        layers += [_ConvBNReLU(hidden, hidden, 3, stride, groups=hidden), nn.Conv2d(hidden, c_out, 1, bias=False),
-                   nn.BatchNorm2d(c_out)]
+        layers += [
+            _ConvBNReLU(hidden, hidden, 3, stride, groups=hidden),
+            nn.Conv2d(hidden, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        ]
         self.conv = nn.Sequential(*layers)
         self.stride = stride
 
@@ -298,9 +331,18 @@ class MobileNetV2(nn.Module):
     Example:
         >>> [f.shape[1] for f in MobileNetV2(in_channels=1).features_list(torch.zeros(1, 1, 64, 64))]
         [16, 24, 32, 96, 1280]
+
     """
 
-    _CFG = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+    _CFG = (
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    )
 
     def __init__(self, in_channels: int = 3):
         super().__init__()
@@ -328,6 +370,7 @@ class MobileNetV2(nn.Module):
 
         Returns:
             Five feature maps.
+
         """
         out = []
         for i, layer in enumerate(self.features):
@@ -361,6 +404,7 @@ def make_backbone(name: str, in_channels: int = 1) -> nn.Module:
     Example:
         >>> make_backbone("resnet50").num_features
         2048
+
     """
     name = "mobilenet_v2" if name == "mobilenet" else name
     if name == "resnet34":
@@ -389,6 +433,7 @@ def backbone_features(backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor
     Example:
         >>> len(backbone_features(make_backbone("vgg16"), torch.zeros(1, 1, 32, 32)))
         6
+
     """
     result: list[torch.Tensor] = backbone.features_list(x)  # type: ignore[operator]
     return result

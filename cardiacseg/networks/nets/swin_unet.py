@@ -60,11 +60,21 @@ class SwinUNet(nn.Module):
         >>> net = SwinUNet(2, 1, 4, embed_dim=24, window_size=4)
         >>> net(torch.zeros(1, 1, 128, 128)).shape
         torch.Size([1, 4, 128, 128])
+
     """
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, embed_dim: int = 96,
-                 depths: Sequence[int] = (2, 2, 2, 2), num_heads: Sequence[int] = (3, 6, 12, 24), window_size: int = 7,
-                 drop_path_rate: float = 0.1, refine_head: bool = False):
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        embed_dim: int = 96,
+        depths: Sequence[int] = (2, 2, 2, 2),
+        num_heads: Sequence[int] = (3, 6, 12, 24),
+        window_size: int = 7,
+        drop_path_rate: float = 0.1,
+        refine_head: bool = False,
+    ):
         super().__init__()
         if spatial_dims != 2:
             raise ValueError(f"Swin-UNet is 2D only, got spatial_dims={spatial_dims}")
@@ -78,8 +88,16 @@ class SwinUNet(nn.Module):
         self.merges = nn.ModuleList()
         for i in range(n):
             dim = embed_dim * 2**i
-            self.encoder.append(BasicLayer(dim=dim, depth=depths[i], num_heads=num_heads[i], window_size=win,
-                                           drop_path=dpr[sum(depths[:i]): sum(depths[: i + 1])], qkv_bias=True))
+            self.encoder.append(
+                BasicLayer(
+                    dim=dim,
+                    depth=depths[i],
+                    num_heads=num_heads[i],
+                    window_size=win,
+                    drop_path=dpr[sum(depths[:i]) : sum(depths[: i + 1])],
+                    qkv_bias=True,
+                )
+            )
             if i < n - 1:
                 self.merges.append(PatchMerging(dim, spatial_dims=2))
         self.expands = nn.ModuleList()
@@ -89,15 +107,28 @@ class SwinUNet(nn.Module):
             dim = embed_dim * 2**i
             self.expands.append(_PatchExpand(dim * 2))
             self.fuse.append(nn.Linear(2 * dim, dim))
-            self.decoder.append(BasicLayer(dim=dim, depth=depths[i], num_heads=num_heads[i], window_size=win,
-                                           drop_path=dpr[sum(depths[:i]): sum(depths[: i + 1])], qkv_bias=True))
+            self.decoder.append(
+                BasicLayer(
+                    dim=dim,
+                    depth=depths[i],
+                    num_heads=num_heads[i],
+                    window_size=win,
+                    drop_path=dpr[sum(depths[:i]) : sum(depths[: i + 1])],
+                    qkv_bias=True,
+                )
+            )
         self.norm_up = nn.LayerNorm(embed_dim)
         self.final_expand = _PatchExpand(embed_dim, scale=4, out_dim=embed_dim)
         self.refine: nn.Module | None = None
         if refine_head:
             self.refine = nn.Sequential(
-                nn.Conv2d(embed_dim, embed_dim, 3, padding=1), nn.GroupNorm(1, embed_dim), nn.LeakyReLU(0.01, True),
-                nn.Conv2d(embed_dim, embed_dim, 3, padding=1), nn.GroupNorm(1, embed_dim), nn.LeakyReLU(0.01, True))
+                nn.Conv2d(embed_dim, embed_dim, 3, padding=1),
+                nn.GroupNorm(1, embed_dim),
+                nn.LeakyReLU(0.01, True),
+                nn.Conv2d(embed_dim, embed_dim, 3, padding=1),
+                nn.GroupNorm(1, embed_dim),
+                nn.LeakyReLU(0.01, True),
+            )
         self.head = nn.Conv2d(embed_dim, out_channels, 1)
         self.parameter_groups = {
             "encoder": ("patch_embed.", "embed_norm.", "encoder.", "merges."),
@@ -113,6 +144,7 @@ class SwinUNet(nn.Module):
 
         Returns:
             Logits ``(B, out_channels, H, W)``.
+
         """
         y = _cf(self.embed_norm(_cl(self.patch_embed(x))))
         skips = []
@@ -121,7 +153,9 @@ class SwinUNet(nn.Module):
             if i < len(self.merges):
                 skips.append(y)
                 y = _cf(self.merges[i](_cl(y)))
-        for expand, fuse, stage, skip in zip(self.expands, self.fuse, self.decoder, reversed(skips), strict=True):
+        for expand, fuse, stage, skip in zip(
+            self.expands, self.fuse, self.decoder, reversed(skips), strict=True
+        ):
             up = expand(_cl(y))
             y = _cf(fuse(torch.cat([up, _cl(skip)], dim=-1)))
             y = stage(y)
