@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from cardiacseg import clinical, data, io
 from cardiacseg.clinical.indices import CardiacIndices, compute_cardiac_indices
 from cardiacseg.enums import CardiacLabel, Phase
 from cardiacseg.io.readers import read_study
@@ -25,6 +26,9 @@ __all__ = [
     "CineStudy",
     "Phase",
     "__version__",
+    "clinical",
+    "data",
+    "io",
     "compute_cardiac_indices",
     "read_study",
 ]

@@ -89,6 +89,8 @@ class HeartCropd(MapTransform, InvertibleTransform):
         image_key: key used for label-free localisation.
         label_key: key used when present, or ``None``.
         sigma_mm: see :func:`locate_heart`.
+        centre_key: key holding a precomputed ``(x, y)`` centre (e.g. of a patient's whole label volume);
+            used first when present.
         allow_missing_keys: skip absent keys.
 
     Example:
@@ -103,12 +105,14 @@ class HeartCropd(MapTransform, InvertibleTransform):
         image_key: str = "image",
         label_key: str | None = "label",
         sigma_mm: float = 12.0,
+        centre_key: str | None = "centre",
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
         self.cropper = HeartCrop(roi_size, sigma_mm)
         self.image_key = image_key
         self.label_key = label_key
+        self.centre_key = centre_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         """Crop every selected key around one centre.
@@ -121,8 +125,11 @@ class HeartCropd(MapTransform, InvertibleTransform):
 
         """
         d = dict(data)
-        label = d.get(self.label_key) if self.label_key is not None else None
-        centre, _ = self.cropper.find_centre(d[self.image_key], label)
+        if self.centre_key is not None and d.get(self.centre_key) is not None:
+            centre = tuple(float(c) for c in d[self.centre_key])
+        else:
+            label = d.get(self.label_key) if self.label_key is not None else None
+            centre, _ = self.cropper.find_centre(d[self.image_key], label)
         for key in self.key_iterator(d):
             d[key] = self.cropper(d[key], centre=centre)
         return d

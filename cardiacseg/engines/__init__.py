@@ -1,0 +1,7 @@
+"""Training and evaluation engines (MONAI Ignite workflows configured by bundles) and their pipelines."""
+
+from __future__ import annotations
+
+from cardiacseg.engines.pipelines import train_transforms, val_transforms
+
+__all__ = ["train_transforms", "val_transforms"]
