@@ -27,8 +27,8 @@ __all__ = [
     "Phase",
     "__version__",
     "clinical",
+    "compute_cardiac_indices",
     "data",
     "io",
-    "compute_cardiac_indices",
     "read_study",
 ]

@@ -39,14 +39,16 @@ def acdc_group(patient: str) -> str:
     Example:
         >>> acdc_group("patient042")
         'MINF'
+
     """
     digits = "".join(c for c in patient if c.isdigit())
     n = int(digits) if digits else -1
     return next((g for lo, hi, g in _ACDC_GROUPS if lo <= n <= hi), "")
 
 
-def kfold_patients(patients: Sequence[str], n_folds: int = 5, seed: int = 0,
-                   stratify: Callable[[str], str] | None = None) -> list[tuple[list[str], list[str]]]:
+def kfold_patients(
+    patients: Sequence[str], n_folds: int = 5, seed: int = 0, stratify: Callable[[str], str] | None = None
+) -> list[tuple[list[str], list[str]]]:
     """Patient-level k-fold splits, optionally stratified (e.g. by :func:`acdc_group`).
 
     Args:
@@ -65,12 +67,15 @@ def kfold_patients(patients: Sequence[str], n_folds: int = 5, seed: int = 0,
         >>> folds = kfold_patients([f"p{i}" for i in range(10)], n_folds=5)
         >>> [len(v) for _, v in folds]
         [2, 2, 2, 2, 2]
+
     """
     ids = list(patients)
     if len(set(ids)) != len(ids):
         raise ValueError("duplicate patient ids")
     if n_folds < 2 or len(ids) < n_folds:
-        raise ValueError(f"need at least {n_folds} patients and 2 folds, got {len(ids)} patients, {n_folds} folds")
+        raise ValueError(
+            f"need at least {n_folds} patients and 2 folds, got {len(ids)} patients, {n_folds} folds"
+        )
     rng = np.random.default_rng(seed)
     strata: dict[str, list[str]] = {}
     for p in sorted(ids):
@@ -85,8 +90,12 @@ def kfold_patients(patients: Sequence[str], n_folds: int = 5, seed: int = 0,
     return [([p for j, f in enumerate(folds) if j != k for p in f], sorted(folds[k])) for k in range(n_folds)]
 
 
-def split_patients(patients: Sequence[str], val_fraction: float = 0.2, seed: int = 0,
-                   stratify: Callable[[str], str] | None = acdc_group) -> tuple[list[str], list[str]]:
+def split_patients(
+    patients: Sequence[str],
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    stratify: Callable[[str], str] | None = acdc_group,
+) -> tuple[list[str], list[str]]:
     """One patient-level train/validation split (fold 0 of a stratified k-fold with ``k = 1 / val_fraction``).
 
     Args:
@@ -102,6 +111,7 @@ def split_patients(patients: Sequence[str], val_fraction: float = 0.2, seed: int
         >>> train, val = split_patients([f"patient{i:03d}" for i in range(1, 101)])
         >>> len(train), len(val), sorted({acdc_group(p) for p in val})
         (80, 20, ['DCM', 'HCM', 'MINF', 'NOR', 'RV'])
+
     """
     n_folds = max(2, round(1.0 / val_fraction))
     return kfold_patients(patients, n_folds, seed, stratify)[0]
@@ -124,6 +134,7 @@ def subset_subjects(patients: Sequence[str], n: int, seed: int = 0) -> list[str]
     Example:
         >>> subset_subjects(["a", "b", "c", "d"], 2, seed=1)
         ['b', 'c']
+
     """
     if n > len(patients):
         raise ValueError(f"asked for {n} subjects out of {len(patients)}")
@@ -150,6 +161,7 @@ def random_image_subset(items: Sequence[dict[str, Any]], n: int, seed: int = 0) 
     Example:
         >>> [d["i"] for d in random_image_subset([{"i": i} for i in range(5)], 3, seed=0)]
         [2, 4, 3]
+
     """
     if n > len(items):
         raise ValueError(f"asked for {n} images out of {len(items)}")
@@ -157,8 +169,12 @@ def random_image_subset(items: Sequence[dict[str, Any]], n: int, seed: int = 0) 
     return [items[int(i)] for i in order[:n]]
 
 
-def ssl4mis_slice_items(root: PathLike, patients: Sequence[str] | None = None, phases: Sequence[str] = ("ED", "ES"),
-                        skip_empty: bool = False) -> list[dict[str, Any]]:
+def ssl4mis_slice_items(
+    root: PathLike,
+    patients: Sequence[str] | None = None,
+    phases: Sequence[str] = ("ED", "ES"),
+    skip_empty: bool = False,
+) -> list[dict[str, Any]]:
     """2D training items from the SSL4MIS copy of ACDC, one per (patient, phase, slice).
 
     Each item holds ``image`` ``(1, X, Y)`` float32 and ``label`` ``(1, X, Y)`` uint8 (internal labels,
@@ -180,6 +196,7 @@ def ssl4mis_slice_items(root: PathLike, patients: Sequence[str] | None = None, p
 
     Example:
         >>> items = ssl4mis_slice_items("../shared/data/acdc_ssl4mis", ["patient001"])  # doctest: +SKIP
+
     """
     index = {"ED": 0, "ES": 1}
     for ph in phases:
@@ -200,13 +217,15 @@ def ssl4mis_slice_items(root: PathLike, patients: Sequence[str] | None = None, p
                 lab = study.labels[t][z]
                 if skip_empty and not lab.any():
                     continue
-                items.append({
-                    "image": np.ascontiguousarray(study.image[t, z].T[None]),
-                    "label": np.ascontiguousarray(lab.T[None]),
-                    "centre": centre,
-                    "patient": pid,
-                    "phase": ph,
-                    "slice": z,
-                    "group": acdc_group(pid),
-                })
+                items.append(
+                    {
+                        "image": np.ascontiguousarray(study.image[t, z].T[None]),
+                        "label": np.ascontiguousarray(lab.T[None]),
+                        "centre": centre,
+                        "patient": pid,
+                        "phase": ph,
+                        "slice": z,
+                        "group": acdc_group(pid),
+                    }
+                )
     return items

@@ -1,4 +1,4 @@
-"""Pre-processing and augmentation pipelines used by the training bundles (named by dotted path in configs)."""
+"""Pre-processing and augmentation pipelines of the training bundles (named by dotted path in configs)."""
 
 from __future__ import annotations
 
@@ -26,16 +26,23 @@ def val_transforms(crop_size: int = 160, keys: tuple[str, ...] = ("image", "labe
 
     Example:
         >>> t = val_transforms(160)
+
     """
-    return Compose([
-        PercentileNormalized(keys[0], mode="zscore"),
-        HeartCropd(keys, roi_size=(crop_size, crop_size), centre_key="centre"),
-        EnsureTyped(keys, track_meta=False),
-    ])
+    return Compose(
+        [
+            PercentileNormalized(keys[0], mode="zscore"),
+            HeartCropd(keys, roi_size=(crop_size, crop_size), centre_key="centre"),
+            EnsureTyped(keys, track_meta=False),
+        ]
+    )
 
 
-def train_transforms(crop_size: int = 160, patch_size: int = 128, preset: str = "nnunet",
-                     keys: tuple[str, ...] = ("image", "label")) -> Compose:
+def train_transforms(
+    crop_size: int = 160,
+    patch_size: int = 128,
+    preset: str = "nnunet",
+    keys: tuple[str, ...] = ("image", "label"),
+) -> Compose:
     """:func:`val_transforms` followed by an augmentation preset and a random patch of ``patch_size``.
 
     The random patch inside the heart crop makes the network robust to an off-centre label-free crop at
@@ -52,11 +59,14 @@ def train_transforms(crop_size: int = 160, patch_size: int = 128, preset: str = 
 
     Example:
         >>> t = train_transforms(160, 128, "nnunet")
+
     """
-    return Compose([
-        PercentileNormalized(keys[0], mode="zscore"),
-        HeartCropd(keys, roi_size=(crop_size, crop_size), centre_key="centre"),
-        *get_preset(preset, keys, spatial_dims=2).transforms,
-        RandSpatialCropd(keys, roi_size=(patch_size, patch_size), random_size=False),
-        EnsureTyped(keys, track_meta=False),
-    ])
+    return Compose(
+        [
+            PercentileNormalized(keys[0], mode="zscore"),
+            HeartCropd(keys, roi_size=(crop_size, crop_size), centre_key="centre"),
+            *get_preset(preset, keys, spatial_dims=2).transforms,
+            RandSpatialCropd(keys, roi_size=(patch_size, patch_size), random_size=False),
+            EnsureTyped(keys, track_meta=False),
+        ]
+    )
