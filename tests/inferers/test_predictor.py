@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -23,7 +22,7 @@ class _BrightIsLV(nn.Module):
 
 
 def test_prediction_lands_on_the_input_grid() -> None:
-    """Resampling 1.0 -> 1.5 mm, the heart crop and their inverses put predictions back where the anatomy is."""
+    """Resampling 1.0 -> 1.5 mm, the heart crop and their inverses put predictions back on the anatomy."""
     study, _ = make_cine_phantom(
         n_phases=6, n_slices=4, shape=(200, 180), spacing_mm=(8.0, 1.0, 1.0), noise=0.02
     )
