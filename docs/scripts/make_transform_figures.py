@@ -37,7 +37,9 @@ COLOURS = {1: "#ff3030", 2: "#30ff30", 3: "#3080ff"}
 
 
 def show(ax, img_xy, lab_xy=None, title=""):  # type: ignore[no-untyped-def]
-    ax.imshow(np.asarray(img_xy).T, cmap="gray")
+    arr = np.asarray(img_xy).T
+    lo, hi = np.percentile(arr, [0.5, 99.5])
+    ax.imshow(arr, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
     if lab_xy is not None:
         lab = np.round(np.asarray(lab_xy)).T
         for v, c in COLOURS.items():

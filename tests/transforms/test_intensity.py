@@ -53,20 +53,23 @@ def test_percentile_normalize_against_numpy(acdc_slice: tuple[np.ndarray, np.nda
 
 def test_n4_removes_a_known_bias_field(acdc_slice: tuple[np.ndarray, np.ndarray]) -> None:
     img, _ = acdc_slice
-    sl = (img.T * 500.0 + 1.0).astype(np.float32)
+    sl = (img.T * 500.0).astype(np.float32)  # background exactly 0, as in magnitude images
     xx, yy = np.meshgrid(
         np.linspace(-0.5, 0.5, sl.shape[0]), np.linspace(-0.5, 0.5, sl.shape[1]), indexing="ij"
     )
     bias = np.exp(0.5 * xx + 0.3 * yy).astype(np.float32)
     corrupted = sl * bias
-    out = np.asarray(N4BiasFieldCorrection(n_iterations=(50, 50, 30))(corrupted[None]))[0]
+    out = np.asarray(N4BiasFieldCorrection()(corrupted[None]))[0]
     m = sl > 0.1 * sl.max()
 
     def residual_bias(a: np.ndarray) -> float:
         return float(np.corrcoef(np.log(a[m]) - np.log(sl[m]), np.log(bias[m]))[0, 1])
 
     assert residual_bias(corrupted) > 0.99
-    assert residual_bias(np.clip(out, 1e-3, None)) < 0.3
+    assert np.isfinite(out).all() and float(out[m].min()) > 0  # a real image, not a truncated one
+    assert residual_bias(out) < 0.3
+    # the corrected image still looks like the original: high correlation inside the body
+    assert np.corrcoef(out[m], sl[m])[0, 1] > 0.85
 
 
 def test_lighting_zero_is_identity_and_seeded() -> None:

@@ -147,8 +147,10 @@ class N4BiasFieldCorrection(Transform):
     short-axis stacks of a few thick slices better than a 3D fit.
 
     Args:
-        n_iterations: maximum iterations per fitting level.
+        n_iterations: maximum iterations per fitting level (the number of levels is its length).
         mask_fraction: pixels above this fraction of the slice maximum form the fitting mask.
+        control_points: B-spline control points per axis at the first level.
+        convergence_threshold: N4 convergence threshold.
 
     Example:
         >>> corrected = N4BiasFieldCorrection()(image)  # doctest: +SKIP
@@ -157,27 +159,40 @@ class N4BiasFieldCorrection(Transform):
 
     backend = [TransformBackends.NUMPY]
 
-    def __init__(self, n_iterations: tuple[int, ...] = (50, 50, 30), mask_fraction: float = 0.05):
+    def __init__(
+        self,
+        n_iterations: tuple[int, ...] = (50, 50, 50, 50),
+        mask_fraction: float = 0.05,
+        control_points: int = 8,
+        convergence_threshold: float = 1e-4,
+    ):
         self.n_iterations = list(n_iterations)
         self.mask_fraction = mask_fraction
+        self.control_points = control_points
+        self.convergence_threshold = convergence_threshold
 
     def _one(self, s: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         import itk
 
         # N4 models v = u * b on positive values: shift only when there are non-positive ones
         offset = 1e-3 - float(s.min()) if float(s.min()) <= 0 else 0.0
-        # ITK's N4 converges badly on large intensity ranges (seen at ~500): fit on values scaled to <= 1
-        scale = float(s.max()) + offset
+        scale = float(s.max()) + offset  # N4 is multiplicative: fit on values scaled to <= 1
         shifted = np.ascontiguousarray((s + offset) / scale, dtype=np.float32)
         mask = (shifted > self.mask_fraction * float(shifted.max())).astype(np.uint8)
         if mask.sum() < 16:
             return s
-        out = itk.n4_bias_field_correction_image_filter(
-            itk.image_from_array(shifted),
-            mask_image=itk.image_from_array(mask),
-            maximum_number_of_iterations=self.n_iterations,
-            number_of_fitting_levels=len(self.n_iterations),
+        image_t = itk.Image[itk.F, 2]
+        mask_t = itk.Image[itk.UC, 2]
+        # explicit float template: the functional API picks a short-integer instantiation and truncates
+        n4 = itk.N4BiasFieldCorrectionImageFilter[image_t, mask_t, image_t].New(
+            Input=itk.image_from_array(shifted), MaskImage=itk.image_from_array(mask)
         )
+        n4.SetMaximumNumberOfIterations(self.n_iterations)
+        n4.SetNumberOfFittingLevels(len(self.n_iterations))
+        n4.SetNumberOfControlPoints([self.control_points, self.control_points])
+        n4.SetConvergenceThreshold(self.convergence_threshold)
+        n4.Update()
+        out = n4.GetOutput()
         return np.asarray(itk.array_from_image(out), dtype=np.float32) * scale - offset
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:

@@ -130,7 +130,7 @@ class N4BiasFieldCorrectiond(MapTransform):
     def __init__(
         self,
         keys: KeysCollection,
-        n_iterations: tuple[int, ...] = (50, 50, 30),
+        n_iterations: tuple[int, ...] = (50, 50, 50, 50),
         mask_fraction: float = 0.05,
         allow_missing_keys: bool = False,
     ):
