@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from cardiacseg.inferers.predictor import SlicePredictor
+from cardiacseg.inferers.study import segment_study
 
-__all__ = ["SlicePredictor"]
+__all__ = ["SlicePredictor", "segment_study"]
