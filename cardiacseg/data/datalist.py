@@ -12,12 +12,15 @@ from typing import Any
 
 import numpy as np
 
+from cardiacseg.io.labels import acdc_to_internal
+from cardiacseg.io.nifti import read_nifti_array
 from cardiacseg.io.ssl4mis import list_ssl4mis_patients, read_ssl4mis_study
 from cardiacseg.typing import PathLike
 
 __all__ = [
     "acdc_group",
     "kfold_patients",
+    "nifti_slice_items",
     "random_image_subset",
     "split_patients",
     "ssl4mis_slice_items",
@@ -228,4 +231,78 @@ def ssl4mis_slice_items(
                         "group": acdc_group(pid),
                     }
                 )
+    return items
+
+
+def _slice_items(pid: str, image_zyx: np.ndarray, label_zyx: np.ndarray, phase: str) -> list[dict[str, Any]]:
+    fg = label_zyx.any(axis=0)
+    rows, cols = np.nonzero(fg) if fg.any() else (np.array([fg.shape[0] // 2]), np.array([fg.shape[1] // 2]))
+    centre = (float(cols.min() + cols.max()) / 2.0, float(rows.min() + rows.max()) / 2.0)
+    return [
+        {
+            "image": np.ascontiguousarray(image_zyx[z].T[None].astype(np.float32)),
+            "label": np.ascontiguousarray(label_zyx[z].T[None]),
+            "centre": centre,
+            "patient": pid,
+            "phase": phase,
+            "slice": z,
+            "group": "",
+        }
+        for z in range(image_zyx.shape[0])
+    ]
+
+
+def nifti_slice_items(
+    datalist: PathLike | dict[str, Any], section: str = "training", label_convention: str = "internal"
+) -> list[dict[str, Any]]:
+    """2D items from a user's datalist of 3D NIfTI image/label pairs (MONAI datalist JSON layout).
+
+    The datalist holds ``{"training": [{"image": "a.nii.gz", "label": "a_gt.nii.gz", "patient": "a"}, ...],
+    "validation": [...]}``; relative paths are resolved against the JSON file's folder. Each stack is split
+    into slices like :func:`ssl4mis_slice_items`.
+
+    Args:
+        datalist: the JSON file or its parsed content.
+        section: ``"training"`` or ``"validation"``.
+        label_convention: ``"internal"`` (1 LV, 2 MYO, 3 RV) or ``"acdc"`` (1 RV, 2 MYO, 3 LV).
+
+    Returns:
+        The items.
+
+    Raises:
+        ValueError: unknown section or convention, image and label of different shapes (file named).
+
+    Example:
+        >>> items = nifti_slice_items("my_data/datalist.json", "training", "acdc")  # doctest: +SKIP
+
+    """
+    import json
+
+    base = Path(".")
+    if isinstance(datalist, dict):
+        content: dict[str, Any] = datalist
+    else:
+        base = Path(datalist).parent
+        content = json.loads(Path(datalist).read_text())
+    if section not in content:
+        raise ValueError(f"datalist has no section {section!r} (sections: {sorted(content)})")
+    if label_convention not in ("internal", "acdc"):
+        raise ValueError(f"label_convention must be 'internal' or 'acdc', got {label_convention!r}")
+    items: list[dict[str, Any]] = []
+    for i, entry in enumerate(content[section]):
+        img_path, lab_path = base / entry["image"], base / entry["label"]
+        image, _, _ = read_nifti_array(img_path)
+        label, _, _ = read_nifti_array(lab_path)
+        if image.shape != label.shape or image.ndim != 3:
+            raise ValueError(
+                f"{lab_path}: label shape {label.shape} does not match image {img_path} {image.shape} "
+                "(3D stacks expected)"
+            )
+        lab = acdc_to_internal(label) if label_convention == "acdc" else np.asarray(label, dtype=np.uint8)
+        items += _slice_items(
+            str(entry.get("patient", f"case{i:03d}")),
+            np.asarray(image, np.float32),
+            lab,
+            str(entry.get("phase", "")),
+        )
     return items

@@ -142,3 +142,94 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     errs = [abs(float(r["ef_error"])) for r in rows if r.get("ef_error") is not None]
     out["ef_abs_error"] = float(np.mean(errs)) if errs else float("nan")
     return out
+
+
+def _fmt(v: Any) -> str:
+    return (
+        ""
+        if v is None
+        else f"{v:.3f}"
+        if isinstance(v, float) and abs(v) < 2
+        else f"{v:.1f}"
+        if isinstance(v, float)
+        else str(v)
+    )
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_evaluation(
+    predictor: SlicePredictor,
+    acdc_root: PathLike,
+    acdc_patients: Sequence[str],
+    sunnybrook_root: PathLike | None,
+    sunnybrook_patients: dict[str, str] | None,
+    output_dir: PathLike,
+) -> dict[str, Any]:
+    """Evaluate on held-out ACDC patients and Sunnybrook; write ``evaluation.json`` and ``evaluation.md``.
+
+    Args:
+        predictor: the model.
+        acdc_root: the ``acdc_ssl4mis`` folder.
+        acdc_patients: validation patient ids.
+        sunnybrook_root: the ``sunnybrook`` folder, or ``None`` to skip.
+        sunnybrook_patients: ``{dicom folder: contour folder}``.
+        output_dir: where to write.
+
+    Returns:
+        ``{"acdc": rows, "acdc_summary": ..., "sunnybrook": rows, "sunnybrook_summary": ...}``.
+
+    """
+    import json
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {}
+    acdc = evaluate_ssl4mis(predictor, acdc_root, acdc_patients)
+    result["acdc"], result["acdc_summary"] = acdc, summarise(acdc)
+    cols = [
+        "patient",
+        "dice_lv_ed",
+        "dice_lv_es",
+        "dice_myo_ed",
+        "dice_myo_es",
+        "dice_rv_ed",
+        "dice_rv_es",
+        "ef_ref",
+        "ef_pred",
+        "ef_error",
+    ]
+    md = [
+        "# Evaluation",
+        "",
+        f"## ACDC validation patients ({len(acdc)}), 3D Dice over the stack, EF in %",
+        "",
+        _table([*acdc, {"patient": "mean", **result["acdc_summary"]}], cols),
+        "",
+        f"mean |EF error|: {result['acdc_summary']['ef_abs_error']:.2f} points",
+        "",
+    ]
+    if sunnybrook_root is not None and sunnybrook_patients:
+        sb = evaluate_sunnybrook(predictor, sunnybrook_root, sunnybrook_patients)
+        result["sunnybrook"], result["sunnybrook_summary"] = sb, summarise(sb)
+        sb_cols = [
+            "patient",
+            "dice_lv_ed",
+            "dice_lv_es",
+            "dice_myo_ed",
+            "ef_ref",
+            "ef_pred",
+            "ef_error",
+            "edv_ref",
+            "edv_pred",
+            "esv_ref",
+            "esv_pred",
+        ]
+        md += ["## Sunnybrook (end to end from DICOM, contoured slices)", "", _table(sb, sb_cols), ""]
+    (out / "evaluation.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
+    (out / "evaluation.md").write_text("\n".join(md) + "\n")
+    return result

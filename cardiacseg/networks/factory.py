@@ -100,7 +100,20 @@ def _unet(spatial_dims: int, in_channels: int, out_channels: int, **kw: Any) -> 
         **kw,
     )
     net.divisor = _divisor_from_strides(strides, spatial_dims)  # type: ignore[assignment]
+    net.parameter_groups = _unet_groups(len(channels))  # type: ignore[assignment]
     return net
+
+
+def _unet_groups(n_levels: int) -> dict[str, tuple[str, ...]]:
+    """Return the parameter groups of MONAI's recursive ``UNet`` (``model.0`` / ``.1.submodule`` / ``.2``)."""
+    enc, dec = [], []
+    prefix = "model."
+    for _ in range(n_levels - 1):
+        enc.append(prefix + "0.")
+        dec.append(prefix + "2.")
+        prefix += "1.submodule."
+    enc.append(prefix.removesuffix("."))  # the bottom layer (named "...submodule.conv...")
+    return {"encoder": tuple(enc), "decoder": tuple(dec[1:]), "head": ("model.2.",)}
 
 
 class _DeformableDynUNet(DynUNet):
