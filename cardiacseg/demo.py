@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from cardiacseg.clinical.figures import plot_overlay
 from cardiacseg.clinical.indices import compute_cardiac_indices
@@ -12,7 +13,7 @@ from cardiacseg.io.study import CineStudy
 from cardiacseg.io.sunnybrook import read_sunnybrook_study
 from cardiacseg.typing import PathLike
 
-__all__ = ["demo_study_path", "load_demo_study", "run_demo"]
+__all__ = ["demo_study_path", "load_demo_study", "run_demo", "shipped_model_path"]
 
 
 def demo_study_path() -> Path:
@@ -27,6 +28,20 @@ def demo_study_path() -> Path:
 
     """
     return Path(str(resources.files("cardiacseg") / "data" / "demo" / "SCD0000101"))
+
+
+def shipped_model_path() -> Path:
+    """Return the path of the shipped weights (the ``cardiac_cine_seg`` bundle's ``models/model.pt``).
+
+    Returns:
+        The path inside the installed package (it may not exist in a build without weights).
+
+    Example:
+        >>> shipped_model_path().name
+        'cardiac_cine_seg.pt'
+
+    """
+    return Path(str(resources.files("cardiacseg") / "data" / "models" / "cardiac_cine_seg.pt"))
 
 
 def load_demo_study() -> CineStudy:
@@ -44,11 +59,38 @@ def load_demo_study() -> CineStudy:
     return read_sunnybrook_study(root / "dicom", root / "contours")
 
 
+def _model_vs_expert(study: CineStudy, out: Path, overwrite: bool) -> dict[str, Any]:
+    from cardiacseg.engines.evaluation import evaluate_study
+    from cardiacseg.inferers.predictor import SlicePredictor
+
+    predictor = SlicePredictor.from_checkpoint(shipped_model_path(), "unet")
+    comparison = evaluate_study(predictor, study, restrict_to_annotated=True)
+    assert study.ed_phase is not None and study.es_phase is not None
+    labels = predictor.predict(study, [study.ed_phase, study.es_phase])
+    predicted = study.with_labels(labels)
+    plot_overlay(
+        predicted,
+        out / "overlay_model.png",
+        overwrite=overwrite,
+        slices=list(study.annotated_slices.get(study.ed_phase, range(study.n_slices))),
+        title="Sunnybrook SC-HF-I-1: shipped model (LV red, MYO green, RV blue)",
+    )
+    model_idx = compute_cardiac_indices(predicted)
+    return {
+        "comparison": comparison,
+        "model_indices_all_slices": model_idx.to_dict(),
+        "model_text": format_indices(model_idx),
+    }
+
+
 def run_demo(output: PathLike, overwrite: bool = False) -> dict[str, object]:
-    """Read the demo study, compute the clinical indices, print them and write a report and overlay.
+    """Segment the demo study with the shipped model, compare with the expert contours, write a report.
+
+    Writes ``report.json`` / ``report.csv`` (expert-contour indices and per-slice table, plus the model
+    comparison), ``overlay.png`` (expert contours) and ``overlay_model.png`` (model).
 
     Args:
-        output: output folder (``report.json``, ``report.csv``, ``overlay.png``).
+        output: output folder.
         overwrite: allow replacing files from an earlier run.
 
     Returns:
@@ -63,8 +105,14 @@ def run_demo(output: PathLike, overwrite: bool = False) -> dict[str, object]:
     """
     study = load_demo_study()
     indices = compute_cardiac_indices(study)
-    report = build_report(study, indices, {"labels": "expert contours (Sunnybrook)"})
     out = Path(output)
+    extra: dict[str, Any] = {"labels": "expert contours (Sunnybrook)"}
+    model: dict[str, Any] | None = None
+    if shipped_model_path().exists():
+        out.mkdir(parents=True, exist_ok=True)
+        model = _model_vs_expert(study, out, overwrite)
+        extra["model"] = {k: v for k, v in model.items() if k != "model_text"}
+    report = build_report(study, indices, extra)
     paths = write_report(out, report, overwrite=overwrite)
     paths.append(
         plot_overlay(
@@ -75,7 +123,24 @@ def run_demo(output: PathLike, overwrite: bool = False) -> dict[str, object]:
         )
     )
     print(study.summary())
-    print("Clinical indices from expert contours:")
+    print("Clinical indices from the expert contours (contoured slices):")
     print(format_indices(indices))
+    if model is None:
+        print("No shipped model weights found; skipped the model segmentation.")
+    else:
+        c = model["comparison"]
+        print("Shipped model vs expert, on the contoured slices:")
+        myo = c.get("dice_myo_ed", float("nan"))
+        print(f"  LV Dice ED {c['dice_lv_ed']:.3f}  ES {c['dice_lv_es']:.3f}   MYO Dice ED {myo:.3f}")
+        print(
+            f"  LV EF model {c['ef_pred']:.1f} %  expert {c['ef_ref']:.1f} %  (difference {c['ef_error']:+.1f})"
+        )
+        print(
+            f"  LV EDV model {c['edv_pred']:.1f} mL  expert {c['edv_ref']:.1f} mL; "
+            f"ESV model {c['esv_pred']:.1f} mL  expert {c['esv_ref']:.1f} mL"
+        )
+        print("Model on all slices (base and apex included):")
+        print(model["model_text"])
+        paths.append(out / "overlay_model.png")
     print("Wrote: " + ", ".join(str(p) for p in paths))
     return report

@@ -22,6 +22,7 @@ __all__ = [
     "WeightLoadError",
     "adapt_first_conv",
     "count_parameters",
+    "export_half_precision",
     "freeze",
     "load_partial",
     "load_state_dict_file",
@@ -351,3 +352,27 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def export_half_precision(source: PathLike, target: PathLike) -> Path:
+    """Save a checkpoint's floating-point tensors in float16 (half the size; ``load_state_dict`` casts back).
+
+    Args:
+        source: a state-dict file (e.g. the best model of a training run).
+        target: output file (written atomically).
+
+    Returns:
+        The written path.
+
+    Raises:
+        FileNotFoundError: missing source.
+
+    Example:
+        >>> export_half_precision("models/train/model.pt", "models/model.pt")  # doctest: +SKIP
+
+    """
+    from cardiacseg.io.atomic import atomic_write
+
+    sd = load_state_dict_file(source)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    return atomic_write(target, lambda p: torch.save(half, p), overwrite=True)
