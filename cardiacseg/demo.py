@@ -132,9 +132,8 @@ def run_demo(output: PathLike, overwrite: bool = False) -> dict[str, object]:
         print("Shipped model vs expert, on the contoured slices:")
         myo = c.get("dice_myo_ed", float("nan"))
         print(f"  LV Dice ED {c['dice_lv_ed']:.3f}  ES {c['dice_lv_es']:.3f}   MYO Dice ED {myo:.3f}")
-        print(
-        print(f"  LV EF model {c['ef_pred']:.1f} %  expert {c['ef_ref']:.1f} %  ({c['ef_error']:+.1f} points)")
-        )
+        ef = f"  LV EF model {c['ef_pred']:.1f} %  expert {c['ef_ref']:.1f} %"
+        print(f"{ef}  ({c['ef_error']:+.1f} points)")
         print(
             f"  LV EDV model {c['edv_pred']:.1f} mL  expert {c['edv_ref']:.1f} mL; "
             f"ESV model {c['esv_pred']:.1f} mL  expert {c['esv_ref']:.1f} mL"
