@@ -1,4 +1,4 @@
-"""Thin Ignite handlers: staged transfer (freeze, then unfreeze)."""
+"""Thin Ignite handlers: staged transfer (freeze, then unfreeze), optional MLflow tracking."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 from cardiacseg.networks.weights import freeze, unfreeze
 
-__all__ = ["StagedTransfer"]
+__all__ = ["StagedTransfer", "mlflow_handler"]
 
 
 class StagedTransfer:
@@ -53,3 +53,75 @@ class StagedTransfer:
             freeze(self.network, self.groups)
         else:
             unfreeze(self.network, self.groups)
+
+
+def mlflow_handler(
+    tracking_uri: str | None,
+    experiment_name: str = "cardiacseg",
+    run_name: str | None = None,
+    params: dict[str, Any] | None = None,
+    artifacts: Sequence[str] | None = None,
+    enabled: bool = True,
+    trainer: Any = None,
+) -> Any:
+    """MONAI's ``MLFlowHandler`` when MLflow is installed and tracking is enabled, else ``None``.
+
+    Logs the parameters, the training loss per iteration, the validation metrics per epoch, the learning
+    rate, and the given artifacts (e.g. the final model) when training completes.
+
+    Args:
+        tracking_uri: a local SQLite store (``sqlite:///path/mlruns.db``; artifacts go beside it, in
+            ``artifacts/``) or a tracking server URI.
+        experiment_name: MLflow experiment.
+        run_name: MLflow run name.
+        params: parameters to record.
+        artifacts: files to upload at the end.
+        enabled: switch tracking off.
+        trainer: for a handler attached to the validation evaluator: the trainer, whose epoch numbers the
+            validation metrics are logged under (no per-iteration logging then).
+
+    Returns:
+        The handler (attach it with ``.attach(trainer)``), or ``None``.
+
+    Example:
+        >>> mlflow_handler("sqlite:////tmp/mlruns/mlruns.db", enabled=False) is None
+        True
+
+    """
+    if not enabled:
+        return None
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "mlflow is not installed: tracking is off (pip install cardiacseg[mlflow])"
+        )
+        return None
+    from pathlib import Path
+
+    from monai.handlers import MLFlowHandler
+
+    artifact_location = None
+    if tracking_uri and tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        artifact_location = (db.parent / "artifacts").resolve().as_uri()
+    return MLFlowHandler(
+        tracking_uri=tracking_uri,
+        experiment_name=experiment_name,
+        run_name=run_name,
+        artifact_location=artifact_location,
+        experiment_param=params,
+        artifacts=[Path(a) for a in artifacts] if artifacts else None,
+        iteration_log=trainer is None,
+        global_epoch_transform=(lambda epoch: trainer.state.epoch) if trainer is not None else (lambda e: e),
+        output_transform=_first_loss,
+        tag_name="train_loss",
+        close_on_complete=trainer is None,
+    )
+
+
+def _first_loss(output: Any) -> Any:
+    return output[0]["loss"] if isinstance(output, list) else output["loss"]
