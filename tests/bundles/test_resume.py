@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "cardiac_cine_seg"
 
 
-class _Killed(RuntimeError):
+class _KilledError(RuntimeError):
     pass
 
 
@@ -53,7 +53,7 @@ def test_resume_after_a_mid_epoch_stop_matches_the_uninterrupted_run(tmp_path: P
     per_epoch = len(first.parser.get_parsed_content("train#dataloader"))
 
     def kill(engine: object) -> None:
-        raise _Killed("simulated crash")
+        raise _KilledError("simulated crash")
 
     # stop in the middle of the third epoch: the last checkpoint is the end of epoch 2
     trainer.add_event_handler(Events.ITERATION_COMPLETED(once=2 * per_epoch + max(1, per_epoch // 2)), kill)
