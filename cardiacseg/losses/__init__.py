@@ -59,7 +59,7 @@ def get_loss(name: str, **kwargs: Any) -> nn.Module:
 def get_scheduler(
     name: str, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int = 1, **kwargs: Any
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """Build a learning-rate schedule, stepped per epoch (``cosine``, ``poly``) or per iteration (``one_cycle``).
+    """Build a learning-rate schedule, stepped per epoch (``cosine``, ``poly``) or per step (``one_cycle``).
 
     Args:
         name: ``"one_cycle"``, ``"cosine"`` or ``"poly"`` (nnU-Net's ``(1 - epoch / epochs) ** 0.9``).
