@@ -51,6 +51,33 @@ def _modes(keys: Keys, image: str, interp: str = "bilinear") -> list[str]:
     return [interp if k == image else "nearest" for k in keys]
 
 
+def _fastai_set(keys: Keys, spatial_dims: int, max_rotate_deg: float) -> list[Callable[..., object]]:
+    """Fastai's affine (rotation, zoom in 1-1.2, zero padding) and lighting, each with probability 0.75."""
+    image, ks = _split(keys)
+    rot = math.radians(max_rotate_deg)
+    return [
+        RandRotated(
+            ks,
+            range_x=0.0 if spatial_dims == 3 else rot,
+            range_z=rot if spatial_dims == 3 else 0.0,
+            prob=0.75,
+            mode=_modes(ks, image),
+            padding_mode="zeros",
+            keep_size=True,
+        ),
+        RandZoomd(
+            ks,
+            prob=0.75,
+            min_zoom=1.0,
+            max_zoom=1.2,
+            mode=_modes(ks, image),
+            padding_mode="constant",
+            keep_size=True,
+        ),
+        RandLightingd(image, max_lighting=0.4, prob=0.75),
+    ]
+
+
 def s1(keys: Keys = ("image", "label"), spatial_dims: int = 2) -> Compose:
     """Build fastai setting s1 (7T study): no flip, rotation 20°, lighting 0.4, zoom 1.2, zero padding.
 
@@ -69,35 +96,13 @@ def s1(keys: Keys = ("image", "label"), spatial_dims: int = 2) -> Compose:
         >>> _ = aug.set_random_state(0)
 
     """
-    image, ks = _split(keys)
-    rot = math.radians(20)
-    return Compose(
-        [
-            RandRotated(
-                ks,
-                range_x=0.0 if spatial_dims == 3 else rot,
-                range_z=rot if spatial_dims == 3 else 0.0,
-                prob=0.75,
-                mode=_modes(ks, image),
-                padding_mode="zeros",
-                keep_size=True,
-            ),
-            RandZoomd(
-                ks,
-                prob=0.75,
-                min_zoom=1.0,
-                max_zoom=1.2,
-                mode=_modes(ks, image),
-                padding_mode="constant",
-                keep_size=True,
-            ),
-            RandLightingd(image, max_lighting=0.4, prob=0.75),
-        ]
-    )
+    return Compose(_fastai_set(keys, spatial_dims, 20.0))
 
 
 def s2(keys: Keys = ("image", "label"), spatial_dims: int = 2) -> Compose:
-    """Fastai setting s2: s1 plus left-right flips and rotations of 90° (rotation ranges over ±90°).
+    """Build fastai setting s2: s1 plus left-right flips and rotations of 90° (rotation ranges over ±90°).
+
+    90° rotations swap the in-plane axes: use square inputs (e.g. after :class:`HeartCrop`).
 
     Args:
         keys: image key first, then label keys.
@@ -110,31 +115,12 @@ def s2(keys: Keys = ("image", "label"), spatial_dims: int = 2) -> Compose:
         >>> aug = s2()
 
     """
-    image, ks = _split(keys)
-    rot = math.radians(90)
+    _, ks = _split(keys)
     return Compose(
         [
             RandFlipd(ks, prob=0.5, spatial_axis=0),
             RandRotate90d(ks, prob=0.5, max_k=3, spatial_axes=(0, 1)),
-            RandRotated(
-                ks,
-                range_x=0.0 if spatial_dims == 3 else rot,
-                range_z=rot if spatial_dims == 3 else 0.0,
-                prob=0.75,
-                mode=_modes(ks, image),
-                padding_mode="zeros",
-                keep_size=True,
-            ),
-            RandZoomd(
-                ks,
-                prob=0.75,
-                min_zoom=1.0,
-                max_zoom=1.2,
-                mode=_modes(ks, image),
-                padding_mode="constant",
-                keep_size=True,
-            ),
-            RandLightingd(image, max_lighting=0.4, prob=0.75),
+            *_fastai_set(keys, spatial_dims, 90.0),
         ]
     )
 

@@ -8,6 +8,7 @@ from typing import Literal
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, RandomizableTransform
 
+from cardiacseg.transforms._dict import PerKeyd, SeedsInner
 from cardiacseg.transforms.intensity.array import (
     CLAHE,
     N4BiasFieldCorrection,
@@ -18,7 +19,7 @@ from cardiacseg.transforms.intensity.array import (
 __all__ = ["CLAHEd", "N4BiasFieldCorrectiond", "PercentileNormalized", "RandLightingd"]
 
 
-class CLAHEd(MapTransform):
+class CLAHEd(PerKeyd):
     """Dictionary version of :class:`CLAHE` (apply to image keys only).
 
     Args:
@@ -48,23 +49,8 @@ class CLAHEd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.transform = CLAHE(clip_limit, kernel_size, nbins)
 
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        """Apply to every selected key.
 
-        Args:
-            data: the sample.
-
-        Returns:
-            A new dictionary (arrays of other keys are shared, not copied).
-
-        """
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key])
-        return d
-
-
-class PercentileNormalized(MapTransform):
+class PercentileNormalized(PerKeyd):
     """Dictionary version of :class:`PercentileNormalize`.
 
     Args:
@@ -95,23 +81,8 @@ class PercentileNormalized(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.transform = PercentileNormalize(lower, upper, mode, channel_wise)
 
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        """Apply to every selected key.
 
-        Args:
-            data: the sample.
-
-        Returns:
-            A new dictionary.
-
-        """
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key])
-        return d
-
-
-class N4BiasFieldCorrectiond(MapTransform):
+class N4BiasFieldCorrectiond(PerKeyd):
     """Dictionary version of :class:`N4BiasFieldCorrection`.
 
     Args:
@@ -137,23 +108,8 @@ class N4BiasFieldCorrectiond(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.transform = N4BiasFieldCorrection(n_iterations, mask_fraction)
 
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        """Apply to every selected key.
 
-        Args:
-            data: the sample.
-
-        Returns:
-            A new dictionary.
-
-        """
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key])
-        return d
-
-
-class RandLightingd(RandomizableTransform, MapTransform):
+class RandLightingd(SeedsInner, RandomizableTransform, MapTransform):
     """Dictionary version of :class:`RandLighting`: one draw applied to every selected key.
 
     Args:
@@ -180,21 +136,6 @@ class RandLightingd(RandomizableTransform, MapTransform):
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         self.transform = RandLighting(max_lighting, prob=1.0)
-
-    def set_random_state(self, seed: int | None = None, state: object = None) -> RandLightingd:
-        """Seed this transform and its inner one.
-
-        Args:
-            seed: random seed.
-            state: a ``numpy.random.RandomState``.
-
-        Returns:
-            self.
-
-        """
-        super().set_random_state(seed, state)  # type: ignore[arg-type]
-        self.transform.set_random_state(seed, state)  # type: ignore[arg-type]
-        return self
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         """Apply one draw to every selected key.

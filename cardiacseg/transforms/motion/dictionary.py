@@ -10,12 +10,13 @@ from monai.config import KeysCollection
 from monai.transforms import InvertibleTransform, MapTransform, RandomizableTransform
 from monai.utils import ensure_tuple_rep
 
+from cardiacseg.transforms._dict import SeedsInner
 from cardiacseg.transforms.motion.array import RandRespiratoryMotion, RandSliceMisalignment
 
 __all__ = ["RandRespiratoryMotiond", "RandSliceMisalignmentd"]
 
 
-class RandRespiratoryMotiond(RandomizableTransform, MapTransform):
+class RandRespiratoryMotiond(SeedsInner, RandomizableTransform, MapTransform):
     """Dictionary version of :class:`RandRespiratoryMotion`; apply to image keys only (labels stay true).
 
     Args:
@@ -36,21 +37,6 @@ class RandRespiratoryMotiond(RandomizableTransform, MapTransform):
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         self.transform = RandRespiratoryMotion(prob=1.0, **kwargs)
-
-    def set_random_state(self, seed: int | None = None, state: Any = None) -> RandRespiratoryMotiond:
-        """Seed this transform and its inner one.
-
-        Args:
-            seed: random seed.
-            state: a ``numpy.random.RandomState``.
-
-        Returns:
-            self.
-
-        """
-        super().set_random_state(seed, state)
-        self.transform.set_random_state(seed, state)
-        return self
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         """Apply one draw to every selected key.
@@ -75,7 +61,7 @@ class RandRespiratoryMotiond(RandomizableTransform, MapTransform):
         return d
 
 
-class RandSliceMisalignmentd(RandomizableTransform, MapTransform, InvertibleTransform):
+class RandSliceMisalignmentd(SeedsInner, RandomizableTransform, MapTransform, InvertibleTransform):
     """Dictionary version of :class:`RandSliceMisalignment`: the same shifts for image and label.
 
     Args:
@@ -109,21 +95,6 @@ class RandSliceMisalignmentd(RandomizableTransform, MapTransform, InvertibleTran
             (["bilinear"] + ["nearest"] * (n - 1)) if mode is None else list(ensure_tuple_rep(mode, n))
         )
         self.transform = RandSliceMisalignment(prob=1.0, max_shift_px=max_shift_px, slice_prob=slice_prob)
-
-    def set_random_state(self, seed: int | None = None, state: Any = None) -> RandSliceMisalignmentd:
-        """Seed this transform and its inner one.
-
-        Args:
-            seed: random seed.
-            state: a ``numpy.random.RandomState``.
-
-        Returns:
-            self.
-
-        """
-        super().set_random_state(seed, state)
-        self.transform.set_random_state(seed, state)
-        return self
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         """Shift the slices of every selected key by the same draw.

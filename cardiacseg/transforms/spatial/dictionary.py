@@ -10,6 +10,7 @@ from monai.config import KeysCollection
 from monai.transforms import InvertibleTransform, MapTransform
 from monai.utils import ensure_tuple_rep
 
+from cardiacseg.transforms._dict import InvertiblePerKeyd
 from cardiacseg.transforms.spatial.array import HeartCrop, InPlaneSpacing, NormalizeSAXOrientation
 
 __all__ = ["HeartCropd", "InPlaneSpacingd", "NormalizeSAXOrientationd"]
@@ -150,7 +151,7 @@ class HeartCropd(MapTransform, InvertibleTransform):
         return d
 
 
-class NormalizeSAXOrientationd(MapTransform, InvertibleTransform):
+class NormalizeSAXOrientationd(InvertiblePerKeyd):
     """Dictionary version of :class:`NormalizeSAXOrientation` (each key reoriented from its own affine).
 
     Args:
@@ -165,33 +166,3 @@ class NormalizeSAXOrientationd(MapTransform, InvertibleTransform):
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         self.transform = NormalizeSAXOrientation()
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        """Reorient every selected key.
-
-        Args:
-            data: the sample.
-
-        Returns:
-            A new dictionary.
-
-        """
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key])
-        return d
-
-    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        """Undo the reorientation.
-
-        Args:
-            data: a reoriented sample.
-
-        Returns:
-            A new dictionary.
-
-        """
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform.inverse(d[key])
-        return d
