@@ -39,6 +39,10 @@ def test_demo_reports_expert_volumes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert f"{ref['edv']:.1f} mL" in printed
     csv_lines = (out / "report.csv").read_text().splitlines()
     assert csv_lines[0].startswith("phase,phase_name,slice") and len(csv_lines) == 1 + 2 * 12
+    if "model" in report:  # the shipped model against the expert contours of the contoured slices
+        comparison = report["model"]["comparison"]
+        assert comparison["dice_lv_ed"] > 0.85 and abs(comparison["ef_error"]) < 8.0
+        assert "Shipped model vs expert" in printed and (out / "overlay_model.png").exists()
     png = np.asarray(Image.open(out / "overlay.png"))
     assert png.shape[0] > 300 and png.shape[1] > 1000 and png.std() > 10
     # a second run must not silently replace the user's files

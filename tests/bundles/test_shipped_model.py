@@ -1,0 +1,83 @@
+"""The shipped model on held-out real data: ACDC validation patients and Sunnybrook end to end from DICOM.
+
+Targets (issue): ACDC validation, 3D Dice LV >= 0.93, MYO >= 0.87, RV >= 0.88, mean |EF error| <= 4 points;
+Sunnybrook (another scanner, heart failure, never used for training): LV Dice >= 0.90 on the contoured slices
+and |EF error| <= 5 points. The references are the expert labels and contours.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cardiacseg.data.datalist import split_patients
+from cardiacseg.engines.evaluation import evaluate_ssl4mis, evaluate_sunnybrook, summarise
+from cardiacseg.inferers import SlicePredictor
+from cardiacseg.io import list_ssl4mis_patients
+
+REPO = Path(__file__).resolve().parents[2]
+WEIGHTS = REPO / "bundles" / "cardiac_cine_seg" / "models" / "model.pt"
+
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.skipif(not WEIGHTS.exists(), reason="no shipped weights in this checkout"),
+]
+
+
+@pytest.fixture(scope="module")
+def predictor() -> SlicePredictor:
+    return SlicePredictor.from_bundle(REPO / "bundles" / "cardiac_cine_seg")
+
+
+@pytest.fixture(scope="module")
+def acdc_rows(predictor: SlicePredictor, acdc_dir: Path) -> list[dict[str, object]]:
+    _, val = split_patients(list_ssl4mis_patients(acdc_dir), 0.2, seed=0)  # the bundle's validation split
+    return evaluate_ssl4mis(predictor, acdc_dir, val)
+
+
+@pytest.fixture(scope="module")
+def sunnybrook_rows(predictor: SlicePredictor, sunnybrook_dir: Path) -> list[dict[str, object]]:
+    return evaluate_sunnybrook(
+        predictor, sunnybrook_dir, {"SCD0000101": "SC-HF-I-1", "SCD0000201": "SC-HF-I-2"}
+    )
+
+
+def _mean(rows: list[dict[str, object]], *keys: str) -> float:
+    return float(np.mean([float(r[k]) for r in rows for k in keys]))  # type: ignore[arg-type]
+
+
+def test_acdc_validation_is_sane(acdc_rows: list[dict[str, object]]) -> None:
+    """Floors well below the targets: the shipped model segments the held-out ACDC patients."""
+    assert len(acdc_rows) == 15
+    assert _mean(acdc_rows, "dice_lv_ed") > 0.90
+    assert _mean(acdc_rows, "dice_lv_ed", "dice_lv_es") > 0.85
+    assert _mean(acdc_rows, "dice_myo_ed", "dice_myo_es") > 0.75
+    assert _mean(acdc_rows, "dice_rv_ed", "dice_rv_es") > 0.70
+    assert summarise(acdc_rows)["ef_abs_error"] < 8.0
+
+
+def test_sunnybrook_is_sane(sunnybrook_rows: list[dict[str, object]]) -> None:
+    for row in sunnybrook_rows:
+        assert float(row["dice_lv_ed"]) > 0.85 and float(row["dice_lv_es"]) > 0.80  # type: ignore[arg-type]
+        assert abs(float(row["ef_error"])) < 8.0  # type: ignore[arg-type]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="target not met yet: measured LV 0.920, MYO 0.845, RV 0.805, |EF error| 4.32"
+)
+def test_acdc_targets(acdc_rows: list[dict[str, object]]) -> None:
+    assert _mean(acdc_rows, "dice_lv_ed", "dice_lv_es") >= 0.93
+    assert _mean(acdc_rows, "dice_myo_ed", "dice_myo_es") >= 0.87
+    assert _mean(acdc_rows, "dice_rv_ed", "dice_rv_es") >= 0.88
+    assert summarise(acdc_rows)["ef_abs_error"] <= 4.0
+
+
+@pytest.mark.xfail(
+    strict=True, reason="target not met yet: SC-HF-I-1 ES LV Dice 0.888 and EF error +5.7 points"
+)
+def test_sunnybrook_targets(sunnybrook_rows: list[dict[str, object]]) -> None:
+    for row in sunnybrook_rows:
+        assert float(row["dice_lv_ed"]) >= 0.90 and float(row["dice_lv_es"]) >= 0.90  # type: ignore[arg-type]
+        assert abs(float(row["ef_error"])) <= 5.0  # type: ignore[arg-type]
