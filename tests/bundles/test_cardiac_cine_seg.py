@@ -43,6 +43,11 @@ def _run(args: list[str], timeout: int = 600, torchrun: bool = False) -> subproc
     return proc
 
 
+def _mlflow(folder: Path) -> list[str]:
+    """Keep any MLflow store of a test run inside its temporary folder."""
+    return ["--tracking_uri", f"sqlite:///{folder / 'mlruns.db'}"]
+
+
 def _configs(*names: str) -> str:
     return "[" + ",".join(f"'{CONFIGS / n}'" for n in names) + "]"
 
@@ -111,31 +116,29 @@ def test_verify_net_in_out() -> None:
 
 @pytest.mark.realdata
 def test_train_and_evaluate_on_small_real_data(tmp_path: Path, acdc_dir: Path, sunnybrook_dir: Path) -> None:
-    _run(
-        [
-            "run",
-            "--config_file",
-            str(CONFIGS / "train.json"),
-            "--bundle_root",
-            str(BUNDLE),
-            "--ckpt_dir",
-            str(tmp_path / "ckpt"),
-            *SMALL,
-        ]
-    )
+    db = tmp_path / "mlruns" / "mlruns.db"
+    train = ["run", "--config_file", str(CONFIGS / "train.json"), "--bundle_root", str(BUNDLE)]
+    _run([*train, "--ckpt_dir", str(tmp_path / "ckpt"), "--tracking_uri", f"sqlite:///{db}", *SMALL])
     assert (tmp_path / "ckpt" / "model.pt").exists()
+    # MLflow: parameters, per-epoch validation Dice and the model as an artifact
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{db}")
+    runs = mlflow.search_runs(experiment_names=["cardiac_cine_seg"])
+    assert len(runs) == 1 and runs.iloc[0]["params.network"] == "unet"
+    history = mlflow.tracking.MlflowClient().get_metric_history(runs.iloc[0].run_id, "val_mean_dice")
+    assert [m.step for m in history] == [1]
+    assert list((tmp_path / "mlruns" / "artifacts").rglob("model.pt"))
+    evaluate = ["run", "--config_file", _configs("train.json", "evaluate.json"), "--bundle_root", str(BUNDLE)]
     _run(
         [
-            "run",
-            "--config_file",
-            _configs("train.json", "evaluate.json"),
-            "--bundle_root",
-            str(BUNDLE),
+            *evaluate,
             "--ckpt_dir",
             str(tmp_path / "ckpt"),
             "--output_dir",
             str(tmp_path / "eval"),
             *SMALL,
+            *_mlflow(tmp_path / "ml2"),
             "--sunnybrook_patients",
             "$" + repr({"SCD0000101": "SC-HF-I-1"}),
         ]
@@ -157,6 +160,7 @@ def test_multi_gpu_config_runs_ddp_on_cpu(tmp_path: Path, acdc_dir: Path) -> Non
             "--ckpt_dir",
             str(tmp_path / "ddp"),
             *SMALL,
+            *_mlflow(tmp_path),
         ],
         torchrun=True,
     )
@@ -228,6 +232,7 @@ def test_transfer_freezes_the_encoder_in_stage_one(tmp_path: Path, acdc_dir: Pat
             "1",
             "--stage2_epochs",
             "0",
+            *_mlflow(tmp_path),
         ]
     )
     before, after = load_state_dict_file(pretrained), load_state_dict_file(tmp_path / "transfer" / "model.pt")
