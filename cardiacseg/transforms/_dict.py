@@ -29,8 +29,10 @@ class PerKeyd(MapTransform):
         return d
 
 
-class InvertiblePerKeyd(PerKeyd, InvertibleTransform):
-    """:class:`PerKeyd` whose transform is invertible."""
+class InvertsPerKey(InvertibleTransform):  # used with MapTransform, which provides key_iterator
+    """Mixin for map transforms over one array transform: undo ``self.transform`` on every selected key."""
+
+    transform: Any
 
     def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         """Undo the transform on every selected key.
@@ -43,7 +45,7 @@ class InvertiblePerKeyd(PerKeyd, InvertibleTransform):
 
         """
         d = dict(data)
-        for key in self.key_iterator(d):
+        for key in self.key_iterator(d):  # type: ignore[attr-defined]
             d[key] = self.transform.inverse(d[key])
         return d
 
@@ -67,3 +69,7 @@ class SeedsInner:
         super().set_random_state(seed, state)  # type: ignore[misc]
         self.transform.set_random_state(seed, state)
         return self
+
+
+class InvertiblePerKeyd(PerKeyd, InvertsPerKey):
+    """:class:`PerKeyd` whose transform is invertible."""

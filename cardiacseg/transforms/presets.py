@@ -51,29 +51,43 @@ def _modes(keys: Keys, image: str, interp: str = "bilinear") -> list[str]:
     return [interp if k == image else "nearest" for k in keys]
 
 
-def _fastai_set(keys: Keys, spatial_dims: int, max_rotate_deg: float) -> list[Callable[..., object]]:
-    """Fastai's affine (rotation, zoom in 1-1.2, zero padding) and lighting, each with probability 0.75."""
+def _rotate_zoom(
+    keys: Keys,
+    spatial_dims: int,
+    max_rotate_rad: float,
+    rotate_prob: float,
+    zoom: tuple[float, float],
+    zoom_prob: float,
+) -> list[Callable[..., object]]:
+    """Rotate in plane (about the slice axis in 3D) and zoom isotropically; nearest for labels."""
     image, ks = _split(keys)
-    rot = math.radians(max_rotate_deg)
     return [
         RandRotated(
             ks,
-            range_x=0.0 if spatial_dims == 3 else rot,
-            range_z=rot if spatial_dims == 3 else 0.0,
-            prob=0.75,
+            range_x=0.0 if spatial_dims == 3 else max_rotate_rad,
+            range_z=max_rotate_rad if spatial_dims == 3 else 0.0,
+            prob=rotate_prob,
             mode=_modes(ks, image),
             padding_mode="zeros",
             keep_size=True,
         ),
         RandZoomd(
             ks,
-            prob=0.75,
-            min_zoom=1.0,
-            max_zoom=1.2,
+            prob=zoom_prob,
+            min_zoom=zoom[0],
+            max_zoom=zoom[1],
             mode=_modes(ks, image),
             padding_mode="constant",
             keep_size=True,
         ),
+    ]
+
+
+def _fastai_set(keys: Keys, spatial_dims: int, max_rotate_deg: float) -> list[Callable[..., object]]:
+    """Fastai's affine (rotation, zoom in 1-1.2, zero padding) and lighting, each with probability 0.75."""
+    image, _ = _split(keys)
+    return [
+        *_rotate_zoom(keys, spatial_dims, math.radians(max_rotate_deg), 0.75, (1.0, 1.2), 0.75),
         RandLightingd(image, max_lighting=0.4, prob=0.75),
     ]
 
@@ -145,27 +159,9 @@ def nnunet(keys: Keys = ("image", "label"), spatial_dims: int = 2) -> Compose:
 
     """
     image, ks = _split(keys)
-    rot = math.pi
     return Compose(
         [
-            RandRotated(
-                ks,
-                range_x=0.0 if spatial_dims == 3 else rot,
-                range_z=rot if spatial_dims == 3 else 0.0,
-                prob=0.2,
-                mode=_modes(ks, image),
-                padding_mode="zeros",
-                keep_size=True,
-            ),
-            RandZoomd(
-                ks,
-                prob=0.2,
-                min_zoom=0.7,
-                max_zoom=1.4,
-                mode=_modes(ks, image, "bilinear"),
-                padding_mode="constant",
-                keep_size=True,
-            ),
+            *_rotate_zoom(keys, spatial_dims, math.pi, 0.2, (0.7, 1.4), 0.2),
             RandGaussianNoised(image, prob=0.1, mean=0.0, std=math.sqrt(0.1), sample_std=True),
             RandGaussianSmoothd(
                 image,

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-import torch
 from monai.config import KeysCollection
-from monai.transforms import InvertibleTransform, MapTransform, RandomizableTransform
+from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import ensure_tuple_rep
 
-from cardiacseg.transforms._dict import SeedsInner
+from cardiacseg.transforms._dict import InvertsPerKey, SeedsInner
 from cardiacseg.transforms.motion.array import RandRespiratoryMotion, RandSliceMisalignment
 
 __all__ = ["RandRespiratoryMotiond", "RandSliceMisalignmentd"]
@@ -61,7 +60,7 @@ class RandRespiratoryMotiond(SeedsInner, RandomizableTransform, MapTransform):
         return d
 
 
-class RandSliceMisalignmentd(SeedsInner, RandomizableTransform, MapTransform, InvertibleTransform):
+class RandSliceMisalignmentd(SeedsInner, RandomizableTransform, MapTransform, InvertsPerKey):
     """Dictionary version of :class:`RandSliceMisalignment`: the same shifts for image and label.
 
     Args:
@@ -116,19 +115,4 @@ class RandSliceMisalignmentd(SeedsInner, RandomizableTransform, MapTransform, In
         for key, mode in zip(self.keys, self.modes, strict=True):
             if key in d:
                 d[key] = self.transform(d[key], randomize=False, mode=mode)
-        return d
-
-    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        """Shift the slices back for every selected key.
-
-        Args:
-            data: a transformed sample.
-
-        Returns:
-            A new dictionary.
-
-        """
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform.inverse(d[key])
         return d

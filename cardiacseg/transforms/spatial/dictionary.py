@@ -10,7 +10,7 @@ from monai.config import KeysCollection
 from monai.transforms import InvertibleTransform, MapTransform
 from monai.utils import ensure_tuple_rep
 
-from cardiacseg.transforms._dict import InvertiblePerKeyd
+from cardiacseg.transforms._dict import InvertiblePerKeyd, InvertsPerKey
 from cardiacseg.transforms.spatial.array import HeartCrop, InPlaneSpacing, NormalizeSAXOrientation
 
 __all__ = ["HeartCropd", "InPlaneSpacingd", "NormalizeSAXOrientationd"]
@@ -78,7 +78,7 @@ class InPlaneSpacingd(MapTransform, InvertibleTransform):
         return d
 
 
-class HeartCropd(MapTransform, InvertibleTransform):
+class HeartCropd(MapTransform, InvertsPerKey):
     """Dictionary version of :class:`HeartCrop`: one centre for all keys.
 
     The centre comes from ``label_key`` when that key is present and has foreground (training), else
@@ -110,7 +110,7 @@ class HeartCropd(MapTransform, InvertibleTransform):
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
-        self.cropper = HeartCrop(roi_size, sigma_mm)
+        self.transform = HeartCrop(roi_size, sigma_mm)
         self.image_key = image_key
         self.label_key = label_key
         self.centre_key = centre_key
@@ -130,24 +130,9 @@ class HeartCropd(MapTransform, InvertibleTransform):
             centre = tuple(float(c) for c in d[self.centre_key])
         else:
             label = d.get(self.label_key) if self.label_key is not None else None
-            centre, _ = self.cropper.find_centre(d[self.image_key], label)
+            centre, _ = self.transform.find_centre(d[self.image_key], label)
         for key in self.key_iterator(d):
-            d[key] = self.cropper(d[key], centre=centre)
-        return d
-
-    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        """Put every selected key back on its original grid.
-
-        Args:
-            data: a cropped sample.
-
-        Returns:
-            A new dictionary.
-
-        """
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.cropper.inverse(d[key])
+            d[key] = self.transform(d[key], centre=centre)
         return d
 
 
