@@ -7,8 +7,12 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cardiacseg import __version__
+
+if TYPE_CHECKING:
+    from cardiacseg.inferers.predictor import SlicePredictor as SlicePredictorT
 
 __all__ = ["build_parser", "main"]
 
@@ -43,6 +47,64 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predictor(args: argparse.Namespace) -> SlicePredictorT:
+    from pathlib import Path
+
+    from cardiacseg.demo import shipped_bundle_path
+    from cardiacseg.inferers.predictor import SlicePredictor
+    from cardiacseg.postprocess import PostProcessor
+
+    kwargs: dict[str, object] = {"device": args.device, "batch_size": args.batch_size}
+    if args.tta is not None:
+        kwargs["tta"] = args.tta
+    if args.postprocess is not None:
+        steps = [] if args.postprocess in ("none", "") else args.postprocess.split(",")
+        kwargs["postprocess"] = PostProcessor(steps)
+    if args.weights:
+        kwargs["weights"] = [Path(w) for w in args.weights]
+    bundle = Path(args.bundle) if args.bundle else shipped_bundle_path()
+    if args.network:
+        kwargs["network_name"] = args.network
+    return SlicePredictor.from_bundle(bundle, **kwargs)
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from cardiacseg.inferers.study import segment_batch
+
+    predictor = _predictor(args)
+    result = segment_batch(
+        args.inputs,
+        args.output,
+        predictor,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        slice_range=args.slice_range == "segmentation",
+        figures=not args.no_figures,
+    )
+    print(
+        f"segmented {len(result.done)}, skipped {len(result.skipped)} (already done), "
+        f"failed {len(result.failed)}; summary: {args.output}/batch_summary.csv"
+    )
+    for name, msg in result.failed.items():
+        print(f"cardiacseg: failed: {name}: {msg}", file=sys.stderr)
+    return 0 if result.ok else 2
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from cardiacseg.engines.compare import compare_cohort
+
+    summary = compare_cohort(
+        args.pred,
+        args.ref,
+        args.output,
+        pred_convention=args.pred_labels,
+        ref_convention=args.ref_labels,
+        overwrite=args.overwrite,
+    )
+    print(json.dumps({k: summary[k] for k in ("n_studies", "metrics", "indices", "failed")}, indent=2))
+    return 0 if not summary["failed"] else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``cardiacseg`` argument parser.
 
@@ -69,6 +131,59 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_cmd_info)
+
+    seg = sub.add_parser(
+        "segment",
+        help="segment studies: labels on the input grid, report.json/csv, montage and volume-curve PNGs",
+        description="INPUT is a DICOM folder, a NIfTI file (3D or 4D), an ACDC patient folder, or a folder "
+        "of such studies. Finished studies are skipped (resumable); a failing study is reported and the "
+        "batch goes on (exit code 2).",
+    )
+    seg.add_argument("inputs", nargs="+", metavar="INPUT")
+    seg.add_argument("--output", "-o", required=True, help="output folder (one sub-folder per study)")
+    seg.add_argument("--bundle", help="bundle folder with configs/ and models/ (default: the shipped model)")
+    seg.add_argument(
+        "--weights", nargs="+", help="state-dict file(s) instead of the bundle's (several: ensemble)"
+    )
+    seg.add_argument("--network", help="network name of --weights (default: the bundle's)")
+    seg.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    seg.add_argument("--batch-size", type=int, default=32, help="slices per forward pass")
+    seg.add_argument(
+        "--tta", choices=["none", "flip", "flip_rot90"], help="test-time augmentation (default: the bundle's)"
+    )
+    seg.add_argument(
+        "--postprocess",
+        help="comma-separated steps (fill_holes, lcc_volume, lcc_slice, rv_without_lv, rv_far_from_lv) or "
+        "'none' (default: the steps chosen on validation data, recorded in the bundle)",
+    )
+    seg.add_argument(
+        "--slice-range",
+        choices=["segmentation", "all"],
+        default="segmentation",
+        help="slices counted in LV volumes: inside the LV by the segmentation rule (default) or all",
+    )
+    seg.add_argument("--no-figures", action="store_true", help="do not write the PNGs")
+    seg.add_argument("--overwrite", action="store_true", help="re-segment finished studies")
+    seg.add_argument("--quiet", action="store_true", help="no progress bar")
+    seg.set_defaults(func=_cmd_segment)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="compare predicted labels with references: Dice/HD95/MSD, EF/EDV/ESV errors, Bland-Altman PNG",
+        description="PRED and REF are label NIfTI files, `cardiacseg segment` output folders, ACDC patient "
+        "folders (REF), or folders of them paired by study name.",
+    )
+    ev.add_argument("pred", metavar="PRED")
+    ev.add_argument("ref", metavar="REF")
+    ev.add_argument("--output", "-o", default="evaluation", help="output folder (default: evaluation)")
+    ev.add_argument(
+        "--pred-labels", choices=["internal", "acdc"], default="internal", help="label values of PRED"
+    )
+    ev.add_argument(
+        "--ref-labels", choices=["internal", "acdc"], default="internal", help="label values of REF"
+    )
+    ev.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
+    ev.set_defaults(func=_cmd_evaluate)
     return parser
 
 

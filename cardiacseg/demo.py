@@ -13,7 +13,7 @@ from cardiacseg.io.study import CineStudy
 from cardiacseg.io.sunnybrook import read_sunnybrook_study
 from cardiacseg.typing import PathLike
 
-__all__ = ["demo_study_path", "load_demo_study", "run_demo", "shipped_model_path"]
+__all__ = ["demo_study_path", "load_demo_study", "run_demo", "shipped_bundle_path", "shipped_model_path"]
 
 
 def demo_study_path() -> Path:
@@ -44,6 +44,29 @@ def shipped_model_path() -> Path:
     return Path(str(resources.files("cardiacseg") / "data" / "models" / "cardiac_cine_seg.pt"))
 
 
+def shipped_bundle_path() -> Path:
+    """Return the folder of the shipped ``cardiac_cine_seg`` bundle (configs, post-processing, weights).
+
+    Returns:
+        The bundle folder the packaged weights belong to.
+
+    Raises:
+        FileNotFoundError: the shipped weights or the bundle's configs are missing from this installation.
+
+    Example:
+        >>> (shipped_bundle_path() / "configs" / "inference.json").is_file()
+        True
+
+    """
+    weights = shipped_model_path()
+    root = weights.resolve().parent.parent
+    if not weights.exists() or not (root / "configs" / "inference.json").is_file():
+        raise FileNotFoundError(
+            f"{weights}: shipped model or its bundle configs not found; pass --bundle or --weights"
+        )
+    return root
+
+
 def load_demo_study() -> CineStudy:
     """Load the packaged sample: ED and ES of Sunnybrook SC-HF-I-1 with its expert contours.
 
@@ -63,7 +86,7 @@ def _model_vs_expert(study: CineStudy, out: Path, overwrite: bool) -> dict[str, 
     from cardiacseg.engines.evaluation import evaluate_study
     from cardiacseg.inferers.predictor import SlicePredictor
 
-    predictor = SlicePredictor.from_checkpoint(shipped_model_path(), "unet")
+    predictor = SlicePredictor.from_bundle(shipped_bundle_path())
     comparison = evaluate_study(predictor, study, restrict_to_annotated=True)
     assert study.ed_phase is not None and study.es_phase is not None
     labels = predictor.predict(study, [study.ed_phase, study.es_phase])

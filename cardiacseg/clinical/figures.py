@@ -1,18 +1,19 @@
-"""Pictures a person looks at: label overlays on real images."""
+"""Pictures a person looks at: label overlays, volume curves and Bland–Altman plots."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from cardiacseg.clinical.indices import CardiacIndices
 from cardiacseg.enums import CardiacLabel
 from cardiacseg.io.atomic import atomic_write
 from cardiacseg.io.study import CineStudy
 from cardiacseg.typing import PathLike
 
-__all__ = ["LABEL_COLOURS", "plot_overlay"]
+__all__ = ["LABEL_COLOURS", "plot_bland_altman", "plot_overlay", "plot_volume_curve"]
 
 #: Contour colour of each structure.
 LABEL_COLOURS = {CardiacLabel.LV: "#ff3030", CardiacLabel.MYO: "#30ff30", CardiacLabel.RV: "#3080ff"}
@@ -109,6 +110,130 @@ def plot_overlay(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95), h_pad=1.5)
+    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), overwrite=overwrite)
+    plt.close(fig)
+    return out
+
+
+def plot_volume_curve(
+    indices: CardiacIndices,
+    path: PathLike,
+    phase_times_ms: Sequence[float] | None = None,
+    title: str = "",
+    overwrite: bool = False,
+) -> Path:
+    """Save the LV and RV volume over the cardiac cycle, with ED and ES marked.
+
+    Args:
+        indices: indices with ``per_phase`` volumes of every phase.
+        path: output PNG.
+        phase_times_ms: trigger time of each phase (x axis in ms), else the phase index is used.
+        title: figure title.
+        overwrite: allow replacing an existing file.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: fewer than two phases.
+        FileExistsError: when the file exists and ``overwrite`` is False.
+
+    Example:
+        >>> plot_volume_curve(indices, "volumes.png")  # doctest: +SKIP
+
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(indices.per_phase)
+    if len(rows) < 2:
+        raise ValueError(f"a volume curve needs at least two phases, got {len(rows)}")
+    mls = indices.volumes_available
+    unit = "mL" if mls else "voxels"
+
+    def series(name: str) -> list[float]:
+        return [
+            float((getattr(r, f"{name}_ml") if mls else getattr(r, f"{name}_voxels")) or 0.0) for r in rows
+        ]
+
+    x = [phase_times_ms[r.phase] if phase_times_ms is not None else r.phase for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(x, series("lv"), "-o", ms=3, color=LABEL_COLOURS[CardiacLabel.LV], label="LV blood pool")
+    if any(r.rv_voxels for r in rows):
+        ax.plot(x, series("rv"), "-o", ms=3, color=LABEL_COLOURS[CardiacLabel.RV], label="RV blood pool")
+    for t, name in ((indices.ed_phase, "ED"), (indices.es_phase, "ES")):
+        xt = phase_times_ms[t] if phase_times_ms is not None else t
+        ax.axvline(xt, color="0.4", ls="--", lw=0.8)
+        ax.text(xt, ax.get_ylim()[1], f" {name}", va="top", fontsize=8)
+    ax.set_xlabel("trigger time (ms)" if phase_times_ms is not None else "phase")
+    ax.set_ylabel(f"volume ({unit})")
+    ef = indices.lv_ef_percent
+    ax.set_title(title + ("" if ef is None else f"  LV EF {ef:.1f} %"), fontsize=9)
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), overwrite=overwrite)
+    plt.close(fig)
+    return out
+
+
+def plot_bland_altman(
+    pairs: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: PathLike,
+    units: Mapping[str, str] | None = None,
+    title: str = "",
+    overwrite: bool = False,
+) -> Path:
+    """Save Bland–Altman plots (difference vs mean, bias and 95 % limits of agreement), one panel per index.
+
+    Args:
+        pairs: ``{index name: (predicted values, reference values)}``, e.g. ``{"EF": (pred, ref)}``.
+        path: output PNG.
+        units: unit of each index for the axis labels.
+        title: figure title.
+        overwrite: allow replacing an existing file.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: no pairs, or lengths differ.
+        FileExistsError: when the file exists and ``overwrite`` is False.
+
+    Example:
+        >>> plot_bland_altman({"EF": ([50, 60], [52, 57])}, "ba.png")  # doctest: +SKIP
+
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not pairs:
+        raise ValueError("no indices to plot")
+    units = units or {}
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8), squeeze=False)
+    for ax, (name, (pred, ref)) in zip(axes[0], pairs.items(), strict=True):
+        p, r = np.asarray(pred, float), np.asarray(ref, float)
+        if p.shape != r.shape:
+            raise ValueError(f"{name}: {p.size} predicted vs {r.size} reference values")
+        mean, diff = (p + r) / 2, p - r
+        bias = float(diff.mean()) if diff.size else float("nan")
+        sd = float(diff.std(ddof=1)) if diff.size > 1 else 0.0
+        ax.scatter(mean, diff, s=18, color="#3060c0")
+        ax.axhline(bias, color="k", lw=1)
+        for lim in (bias - 1.96 * sd, bias + 1.96 * sd):
+            ax.axhline(lim, color="k", lw=0.8, ls="--")
+        u = f" ({units[name]})" if name in units else ""
+        ax.set_xlabel(f"mean of model and reference {name}{u}")
+        ax.set_ylabel(f"model - reference {name}{u}")
+        ax.set_title(f"{name}: bias {bias:+.1f}, LoA ±{1.96 * sd:.1f} (n={diff.size})", fontsize=9)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), overwrite=overwrite)
     plt.close(fig)
     return out

@@ -109,7 +109,9 @@ def write_report(out_dir: PathLike, report: dict[str, object], overwrite: bool =
         writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    return [
-        atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n", overwrite=overwrite),
-        atomic_write_text(out / "report.csv", buf.getvalue(), overwrite=overwrite),
-    ]
+    csv_path = atomic_write_text(out / "report.csv", buf.getvalue(), overwrite=overwrite)
+    # report.json last: its presence marks a finished study (resumable batches)
+    json_path = atomic_write_text(
+        out / "report.json", json.dumps(report, indent=2) + "\n", overwrite=overwrite
+    )
+    return [json_path, csv_path]

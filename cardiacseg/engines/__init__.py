@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cardiacseg.engines.compare import compare_cohort, compare_labels, read_label_set
 from cardiacseg.engines.pipelines import train_transforms, val_transforms
 
-__all__ = ["train_transforms", "val_transforms"]
+__all__ = ["compare_cohort", "compare_labels", "read_label_set", "train_transforms", "val_transforms"]

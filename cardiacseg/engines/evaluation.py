@@ -15,9 +15,10 @@ from cardiacseg.io.ssl4mis import read_ssl4mis_study
 from cardiacseg.io.study import CineStudy
 from cardiacseg.io.sunnybrook import read_sunnybrook_study
 from cardiacseg.metrics import dice_score
+from cardiacseg.postprocess import STEPS, PostprocessingChoice, select_postprocessing
 from cardiacseg.typing import PathLike
 
-__all__ = ["evaluate_ssl4mis", "evaluate_study", "evaluate_sunnybrook", "summarise"]
+__all__ = ["choose_postprocessing", "evaluate_ssl4mis", "evaluate_study", "evaluate_sunnybrook", "summarise"]
 
 _NAMES = {CardiacLabel.LV: "lv", CardiacLabel.MYO: "myo", CardiacLabel.RV: "rv"}
 
@@ -233,3 +234,43 @@ def write_evaluation(
     (out / "evaluation.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
     (out / "evaluation.md").write_text("\n".join(md) + "\n")
     return result
+
+
+def choose_postprocessing(
+    predictor: SlicePredictor, acdc_root: PathLike, patients: Sequence[str], tolerance: float = 0.0
+) -> tuple[PostprocessingChoice, dict[str, dict[str, float]]]:
+    """Decide post-processing from validation patients, and measure each step on its own.
+
+    The predictor's own post-processing is switched off while predicting; ED and ES of every patient
+    are the cases.
+
+    Args:
+        predictor: the model.
+        acdc_root: the ``acdc_ssl4mis`` folder.
+        patients: validation patient ids (never training ones).
+        tolerance: see :func:`~cardiacseg.postprocess.select_postprocessing`.
+
+    Returns:
+        ``(choice, {step: mean Dice per class with that step alone})`` (``"none"``: no step).
+
+    Example:
+        >>> choice, alone = choose_postprocessing(predictor, "acdc_ssl4mis", val_ids)  # doctest: +SKIP
+
+    """
+    saved, predictor.postprocess = predictor.postprocess, None
+    preds, refs = [], []
+    try:
+        for pid in patients:
+            study = read_ssl4mis_study(acdc_root, pid)
+            assert study.ed_phase is not None and study.es_phase is not None
+            pred = predictor.predict(study, [study.ed_phase, study.es_phase])
+            for t in (study.ed_phase, study.es_phase):
+                preds.append(pred[t])
+                refs.append(study.labels[t])
+    finally:
+        predictor.postprocess = saved
+    choice = select_postprocessing(preds, refs, tolerance=tolerance)
+    alone = {"none": choice.baseline}
+    for step in STEPS:
+        alone[step] = select_postprocessing(preds, refs, candidates=[step], tolerance=-1.0).trials[0]["dice"]  # type: ignore[assignment]
+    return choice, alone

@@ -1,8 +1,16 @@
-"""Inference over whole studies: slice-wise 2D prediction (TTA and ensembles: inference issue)."""
+"""Inference over whole studies: slice-wise 2D prediction with TTA and ensembles, batches of studies."""
 
 from __future__ import annotations
 
-from cardiacseg.inferers.predictor import SlicePredictor
-from cardiacseg.inferers.study import segment_study
+from cardiacseg.inferers.predictor import TTA_MODES, SlicePredictor, assumed_pixel_spacing
+from cardiacseg.inferers.study import BatchResult, discover_studies, segment_batch, segment_study
 
-__all__ = ["SlicePredictor", "segment_study"]
+__all__ = [
+    "TTA_MODES",
+    "BatchResult",
+    "SlicePredictor",
+    "assumed_pixel_spacing",
+    "discover_studies",
+    "segment_batch",
+    "segment_study",
+]

@@ -1,15 +1,22 @@
-"""Slice-wise prediction of whole cine studies with a 2D network (load once, predict many studies).
+"""Slice-wise prediction of whole cine studies with 2D networks (load once, predict many studies).
 
-Per study: in-plane resampling to the model's spacing (when the study's spacing is known), label-free
-heart localisation from the temporal variance over the phases, a fixed-size heart crop, per-slice
-percentile z-score, batched 2D inference over all (phase, slice) pairs, then the crop and the resampling
-are inverted (MONAI's applied-operation records) so that the labels lie on the input grid.
+Per study: in-plane resampling to the model's spacing, label-free heart localisation from the temporal
+variance over the phases, a fixed-size heart crop, per-slice percentile z-score, batched 2D inference over
+all (phase, slice) pairs with optional test-time augmentation (mirroring, 90-degree rotations) and an
+ensemble of networks (softmax averaged), then the crop and the resampling are inverted (MONAI's
+applied-operation records) so that the labels lie on the input grid; optional post-processing last.
+
+When a study's spacing is unknown (e.g. the SSL4MIS copy of ACDC), pixels are taken to be the model's
+spacing unless the image would then span more than :data:`MAX_ASSUMED_FOV_MM`; larger matrices are taken
+to cover that field of view (a 512-pixel matrix is read as ~0.78 mm pixels rather than 1.5 mm).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +28,78 @@ from torch import nn
 from cardiacseg.io.study import CineStudy
 from cardiacseg.networks.factory import get_network
 from cardiacseg.networks.weights import load_state_dict_file
+from cardiacseg.postprocess import PostprocessingChoice, PostProcessor
 from cardiacseg.transforms.intensity.array import PercentileNormalize
 from cardiacseg.transforms.spatial.array import HeartCrop, InPlaneSpacing
 from cardiacseg.transforms.utils import inplane_spacing_mm, study_to_metatensor
 from cardiacseg.typing import LabelArray, PathLike
 
-__all__ = ["SlicePredictor"]
+__all__ = ["MAX_ASSUMED_FOV_MM", "TTA_MODES", "SlicePredictor", "assumed_pixel_spacing"]
+
+#: Largest field of view (mm) assumed for an image of unknown spacing.
+MAX_ASSUMED_FOV_MM = 400.0
+
+#: Test-time augmentation modes: the number of views is 1, 4 (mirroring of both in-plane axes) or 8
+#: (mirroring and 90-degree rotations: the dihedral group of the square crop).
+TTA_MODES = ("none", "flip", "flip_rot90")
+
+
+def assumed_pixel_spacing(shape_yx: Sequence[int], target_spacing_mm: float) -> float:
+    """Pixel size to assume for an image of unknown spacing.
+
+    Args:
+        shape_yx: in-plane matrix size.
+        target_spacing_mm: the model's training spacing.
+
+    Returns:
+        ``target_spacing_mm``, or ``MAX_ASSUMED_FOV_MM / max(shape_yx)`` when that is smaller.
+
+    Example:
+        >>> assumed_pixel_spacing((216, 256), 1.5), round(assumed_pixel_spacing((428, 512), 1.5), 3)
+        (1.5, 0.781)
+
+    """
+    return float(min(target_spacing_mm, MAX_ASSUMED_FOV_MM / max(shape_yx)))
+
+
+def _views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    if mode == "none":
+        return [x]
+    flips = [x, x.flip(-1), x.flip(-2), x.flip(-1, -2)]
+    if mode == "flip":
+        return flips
+    t = x.transpose(-1, -2)
+    return [*flips, t, t.flip(-1), t.flip(-2), t.flip(-1, -2)]
+
+
+def _unview(outs: list[torch.Tensor], mode: str) -> torch.Tensor:
+    """Undo :func:`_views` on each output and average."""
+    undone = [outs[0]]
+    if mode != "none":
+        undone += [outs[1].flip(-1), outs[2].flip(-2), outs[3].flip(-1, -2)]
+    if mode == "flip_rot90":
+        undone += [
+            o.transpose(-1, -2) for o in (outs[4], outs[5].flip(-1), outs[6].flip(-2), outs[7].flip(-1, -2))
+        ]
+    return torch.stack(undone).mean(0)
 
 
 class SlicePredictor:
-    """Predict LV/MYO/RV label maps of cine studies with a 2D segmentation network.
+    """Predict LV/MYO/RV label maps of cine studies with a 2D segmentation network or an ensemble.
 
     Args:
-        network: a 2D network with 4 output channels (BG, LV, MYO, RV).
+        network: a 2D network with 4 output channels (BG, LV, MYO, RV), or several (an ensemble: their
+            softmax outputs are averaged).
         target_spacing_mm: in-plane spacing the network was trained at (``None``: no resampling).
         crop_size: side of the heart crop in pixels at the target spacing.
         batch_size: slices per forward pass.
         device: torch device.
+        tta: ``"none"``, ``"flip"`` (4 mirrored views) or ``"flip_rot90"`` (8 views); probabilities are
+            averaged.
+        postprocess: post-processing applied to the label maps by :meth:`predict` (``None``: none).
+
+    Raises:
+        ValueError: unknown TTA mode or no network.
 
     Example:
         >>> predictor = SlicePredictor.from_bundle("bundles/cardiac_cine_seg")  # doctest: +SKIP
@@ -47,13 +109,23 @@ class SlicePredictor:
 
     def __init__(
         self,
-        network: nn.Module,
+        network: nn.Module | Sequence[nn.Module],
         target_spacing_mm: float | None = 1.5,
         crop_size: int = 160,
         batch_size: int = 32,
         device: str | torch.device = "cpu",
+        tta: str = "none",
+        postprocess: PostProcessor | None = None,
     ):
-        self.network = network.to(device).eval()
+        nets = [network] if isinstance(network, nn.Module) else list(network)
+        if not nets:
+            raise ValueError("SlicePredictor needs at least one network")
+        if tta not in TTA_MODES:
+            raise ValueError(f"unknown TTA mode {tta!r}; choose from {TTA_MODES}")
+        self.networks = [n.to(device).eval() for n in nets]
+        self.network = self.networks[0]
+        self.tta = tta
+        self.postprocess = postprocess
         self.target_spacing_mm = target_spacing_mm
         self.crop_size = crop_size
         self.batch_size = batch_size
@@ -61,12 +133,14 @@ class SlicePredictor:
         self._normalize = PercentileNormalize(mode="zscore")
 
     @classmethod
-    def from_checkpoint(cls, weights: PathLike, network_name: str = "unet", **kwargs: Any) -> SlicePredictor:
-        """Build a predictor from a state-dict file.
+    def from_checkpoint(
+        cls, weights: PathLike | Sequence[PathLike], network_name: str | Sequence[str] = "unet", **kwargs: Any
+    ) -> SlicePredictor:
+        """Build a predictor from a state-dict file, or an ensemble from several.
 
         Args:
-            weights: ``model.pt`` saved by the training bundle.
-            network_name: name for :func:`~cardiacseg.networks.get_network`.
+            weights: ``model.pt`` saved by the training bundle, or a list of them (ensemble).
+            network_name: name for :func:`~cardiacseg.networks.get_network` (one, or one per file).
             kwargs: passed to the constructor.
 
         Returns:
@@ -76,17 +150,28 @@ class SlicePredictor:
             FileNotFoundError: the file does not exist.
 
         """
-        net = get_network(network_name, 2, 1, 4)
-        net.load_state_dict(load_state_dict_file(weights))
-        return cls(net, **kwargs)
+        files: list[PathLike] = [weights] if isinstance(weights, str | os.PathLike) else list(weights)
+        names = [network_name] * len(files) if isinstance(network_name, str) else list(network_name)
+        if len(names) != len(files):
+            raise ValueError(f"{len(files)} weight files but {len(names)} network names")
+        nets = []
+        for f, name in zip(files, names, strict=True):
+            net = get_network(name, 2, 1, 4)
+            net.load_state_dict(load_state_dict_file(f))
+            nets.append(net)
+        return cls(nets, **kwargs)
 
     @classmethod
     def from_bundle(cls, bundle_dir: PathLike, **kwargs: Any) -> SlicePredictor:
-        """Build a predictor from a bundle folder (``configs/inference.json`` settings, ``models/model.pt``).
+        """Build a predictor from a bundle folder.
+
+        Reads ``configs/inference.json`` (network name, spacing, crop, ``ensemble``: weight files relative
+        to the bundle, ``tta``) and ``configs/postprocessing.json`` (the steps chosen on validation data by
+        :func:`~cardiacseg.postprocess.select_postprocessing`), then ``models/model.pt`` (or the ensemble).
 
         Args:
             bundle_dir: the bundle folder.
-            kwargs: override constructor arguments.
+            kwargs: override constructor arguments (``postprocess``, ``tta``, ``weights``, ...).
 
         Returns:
             The predictor.
@@ -98,23 +183,41 @@ class SlicePredictor:
         import json
 
         root = Path(bundle_dir)
-        settings: dict[str, Any] = {"network_name": "unet", "target_spacing_mm": 1.5, "crop_size": 160}
+        settings: dict[str, Any] = {
+            "network_name": "unet",
+            "target_spacing_mm": 1.5,
+            "crop_size": 160,
+            "tta": "none",
+            "ensemble": ["models/model.pt"],
+        }
         cfg = root / "configs" / "inference.json"
         if cfg.exists():
             data = json.loads(cfg.read_text())
             for key in settings:
                 if key in data and not str(data[key]).startswith(("$", "@")):
                     settings[key] = data[key]
+        pp_file = root / "configs" / "postprocessing.json"
+        if "postprocess" not in kwargs and pp_file.exists():
+            kwargs["postprocess"] = PostProcessor(PostprocessingChoice.load_steps(pp_file))
         settings.update(kwargs)
         name = settings.pop("network_name")
-        return cls.from_checkpoint(root / "models" / "model.pt", name, **settings)
+        weights = settings.pop("weights", None) or [root / w for w in settings.pop("ensemble")]
+        settings.pop("ensemble", None)
+        return cls.from_checkpoint(weights, name, **settings)
 
     def _forward(self, slices: torch.Tensor) -> torch.Tensor:
         outs = []
         with torch.inference_mode():
             for i in range(0, slices.shape[0], self.batch_size):
                 batch = slices[i : i + self.batch_size].to(self.device)
-                outs.append(torch.softmax(self.network(batch).float(), dim=1).cpu())
+                acc = None
+                for net in self.networks:
+                    views = _views(batch, self.tta)
+                    probs = torch.softmax(net(torch.cat(views)).float(), dim=1)
+                    p = _unview(list(torch.split(probs, batch.shape[0])), self.tta)
+                    acc = p if acc is None else acc + p
+                assert acc is not None
+                outs.append((acc / len(self.networks)).cpu())
         return torch.cat(outs)
 
     def predict_probabilities(
@@ -131,6 +234,10 @@ class SlicePredictor:
 
         """
         sel = list(range(study.n_phases)) if phases is None else list(phases)
+        if study.spacing_mm is None and self.target_spacing_mm is not None:
+            px = assumed_pixel_spacing(study.image.shape[2:], self.target_spacing_mm)
+            if px != self.target_spacing_mm:  # a large matrix of unknown spacing: assume the field of view
+                study = replace(study, spacing_mm=(1.0, px, px), affine=None, labels={}, annotated_slices={})
         img: torch.Tensor = study_to_metatensor(study)
         spacing = inplane_spacing_mm(img)
         resample = None
@@ -149,9 +256,8 @@ class SlicePredictor:
         probs = self._forward(slices).reshape(len(sel), z, 4, x, y).permute(0, 2, 3, 4, 1)  # (T, 4, X, Y, Z)
         out: dict[int, np.ndarray] = {}
         for k, t in enumerate(sel):
-            p: torch.Tensor = MetaTensor(
-                probs[k].contiguous(), affine=cropped.affine.clone(), meta=dict(cropped.meta)
-            )
+            meta = {key: v for key, v in cropped.meta.items() if key != "affine"}
+            p: torch.Tensor = MetaTensor(probs[k].contiguous(), affine=cropped.affine.clone(), meta=meta)
             p.applied_operations = copy.deepcopy(cropped.applied_operations)  # type: ignore[attr-defined]
             p = crop.inverse(p)
             if resample is not None:
@@ -174,7 +280,8 @@ class SlicePredictor:
             >>> labels = predictor.predict(study, [study.ed_phase, study.es_phase])  # doctest: +SKIP
 
         """
-        return {
-            t: np.argmax(p, axis=0).astype(np.uint8)
-            for t, p in self.predict_probabilities(study, phases).items()
-        }
+        out = {}
+        for t, p in self.predict_probabilities(study, phases).items():
+            lab = np.argmax(p, axis=0).astype(np.uint8)
+            out[t] = lab if self.postprocess is None else self.postprocess(lab, study.spacing_mm)
+        return out

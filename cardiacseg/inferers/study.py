@@ -1,37 +1,64 @@
-"""Segment one study end to end: read, predict every phase, write labels on the input grid and a report."""
+"""Segment studies end to end: read, predict every phase, write labels on the input grid, a report, pictures.
+
+:func:`segment_study` handles one study; :func:`segment_batch` many (resumable, failure-tolerant, with a
+progress bar); :func:`discover_studies` turns command-line inputs into studies.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import csv
+import io
+import json
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cardiacseg.clinical.figures import plot_overlay, plot_volume_curve
 from cardiacseg.clinical.indices import compute_cardiac_indices
+from cardiacseg.clinical.qc import quality_flags
 from cardiacseg.clinical.report import build_report, write_report
+from cardiacseg.clinical.slice_range import apply_slice_range
 from cardiacseg.inferers.predictor import SlicePredictor
+from cardiacseg.io.atomic import atomic_write_text
 from cardiacseg.io.nifti import write_nifti
 from cardiacseg.io.readers import read_study
 from cardiacseg.io.study import CineStudy
 from cardiacseg.typing import PathLike
 
-__all__ = ["segment_study"]
+__all__ = ["STUDY_OUTPUTS", "BatchResult", "discover_studies", "segment_batch", "segment_study"]
+
+#: Files written per study; ``report.json`` is written last and marks a finished study.
+STUDY_OUTPUTS = ("labels.nii.gz", "montage.png", "volumes.png", "report.csv", "report.json")
 
 
 def segment_study(
-    input_path: PathLike | CineStudy, output_dir: PathLike, predictor: SlicePredictor, overwrite: bool = False
+    input_path: PathLike | CineStudy,
+    output_dir: PathLike,
+    predictor: SlicePredictor,
+    overwrite: bool = False,
+    slice_range: bool = True,
+    figures: bool = True,
 ) -> dict[str, Any]:
-    """Segment a DICOM folder, ACDC folder or NIfTI file and write ``labels.nii.gz`` and ``report.json/csv``.
+    """Segment a DICOM folder, ACDC folder or NIfTI file; write labels, ``report.json/csv`` and PNGs.
 
-    Labels are written as NIfTI on the input grid with the input affine (4D for cine input); ED and ES are
-    the phases with the largest and smallest predicted LV volume unless the source states them.
+    Labels are written as NIfTI on the input grid with the input affine (4D for cine input), exactly as
+    predicted (after the predictor's post-processing). ED and ES are the phases with the largest and
+    smallest LV volume unless the source states them. With ``slice_range``, LV volumes, EF and LV mass
+    count only the slices inside the LV (:func:`~cardiacseg.clinical.slice_range.lv_slice_range`, per
+    phase); the report records those slices (``lv_slice_range``) so that the numbers can be recomputed
+    from the written labels.
 
     Args:
         input_path: the study (or an already read :class:`CineStudy`).
         output_dir: output folder (created).
         predictor: the model.
         overwrite: replace existing output files.
+        slice_range: restrict LV/MYO volumes to the LV slice range.
+        figures: write ``montage.png`` (ED/ES overlays) and ``volumes.png`` (LV/RV volume curve).
 
     Returns:
         The report dictionary (with ``"outputs"``: the written paths).
@@ -45,23 +72,247 @@ def segment_study(
 
     """
     study = input_path if isinstance(input_path, CineStudy) else read_study(input_path)
-    labels = predictor.predict(study)
     out = Path(output_dir)
+    if not overwrite:
+        for name in STUDY_OUTPUTS:
+            if (out / name).exists():
+                raise FileExistsError(f"{out / name} exists; pass overwrite=True (--overwrite) to replace it")
+    labels = predictor.predict(study)
     out.mkdir(parents=True, exist_ok=True)
     stack = np.stack([labels[t] for t in range(study.n_phases)])
     label_path = write_nifti(
         out / "labels.nii.gz",
         stack if study.n_phases > 1 else stack[0],
-        study.affine,
+        study.affine if study.spacing_mm is not None else None,  # unknown geometry stays unknown
         study.spacing_mm,
         overwrite=overwrite,
     )
-    predicted = study.with_labels(labels)
+    counted, ranges = apply_slice_range(labels) if slice_range else (labels, {})
+    predicted = study.with_labels(counted)
     indices = compute_cardiac_indices(predicted)
     predicted = replace(predicted, ed_phase=indices.ed_phase, es_phase=indices.es_phase)
-    report = build_report(
-        predicted, indices, {"labels": "predicted", "model": type(predictor.network).__name__}
-    )
-    paths = write_report(out, report, overwrite=overwrite)
-    report["outputs"] = [str(label_path), *(str(p) for p in paths)]
+    flags = quality_flags(labels, indices, study.curation)
+    settings = {
+        "model": type(predictor.network).__name__,
+        "ensemble_size": len(predictor.networks),
+        "tta": predictor.tta,
+        "postprocessing": [] if predictor.postprocess is None else list(predictor.postprocess.steps),
+        "slice_range": "segmentation rule (myocardium around >= 50 % of the LV)" if slice_range else "all",
+    }
+    extra: dict[str, object] = {
+        "labels": "predicted",
+        "settings": settings,
+        "lv_slice_range": {str(t): (None if r is None else list(r)) for t, r in ranges.items()},
+        "qc_flags": [f.to_dict() for f in flags],
+    }
+    report = build_report(predicted, indices, extra)
+    written = [label_path]
+    if figures:
+        shown = study.with_labels(labels)
+        shown = replace(shown, ed_phase=indices.ed_phase, es_phase=indices.es_phase)
+        written.append(
+            plot_overlay(shown, out / "montage.png", title=f"{out.name}: model labels", overwrite=overwrite)
+        )
+        if study.n_phases > 1:
+            written.append(
+                plot_volume_curve(
+                    indices, out / "volumes.png", study.phase_times_ms, title=out.name, overwrite=overwrite
+                )
+            )
+    written += write_report(out, report, overwrite=overwrite)
+    report["outputs"] = [str(p) for p in written]
     return report
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with path.open("rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def _study_name(path: Path) -> str:
+    name = path.name
+    for ext in (".nii.gz", ".nii"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def discover_studies(inputs: Sequence[PathLike], max_depth: int = 3) -> list[tuple[str, Path]]:
+    """Resolve command-line inputs into ``(name, path)`` studies.
+
+    A NIfTI file, a folder with an ACDC ``Info.cfg``, or a folder holding DICOM files is one study; any
+    other folder is a collection whose entries are searched (up to ``max_depth`` levels). Names are the
+    file or folder names, made unique with a numeric suffix.
+
+    Args:
+        inputs: paths given by the user.
+        max_depth: how deep to search collections.
+
+    Returns:
+        The studies in a stable (sorted) order.
+
+    Raises:
+        FileNotFoundError: an input does not exist.
+
+    Example:
+        >>> discover_studies(["sunnybrook/dicoms"])  # doctest: +SKIP
+        [('SCD0000101', PosixPath('sunnybrook/dicoms/SCD0000101')), ...]
+
+    """
+    found: list[Path] = []
+
+    def visit(p: Path, depth: int) -> None:
+        if p.is_file():
+            if _is_nifti(p):
+                found.append(p)
+            return
+        if (p / "Info.cfg").exists():
+            found.append(p)
+            return
+        entries = sorted(p.iterdir())
+        if any(e.is_file() and _is_dicom(e) for e in entries):
+            found.append(p)
+            return
+        if depth < max_depth:
+            for e in entries:
+                if e.is_dir() or _is_nifti(e):
+                    visit(e, depth + 1)
+
+    for item in inputs:
+        p = Path(item)
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such file or folder")
+        visit(p, 0)
+    out: list[tuple[str, Path]] = []
+    seen: dict[str, int] = {}
+    for p in found:
+        base = _study_name(p)
+        seen[base] = seen.get(base, 0) + 1
+        out.append((base if seen[base] == 1 else f"{base}_{seen[base]}", p))
+    return out
+
+
+@dataclass
+class BatchResult:
+    """Outcome of :func:`segment_batch`.
+
+    Attributes:
+        done: studies segmented in this run.
+        skipped: studies whose outputs were already complete (resumed batch).
+        failed: ``{name: error message}``.
+        rows: one summary row per study (also written to ``batch_summary.csv``).
+
+    Example:
+        >>> BatchResult().ok
+        True
+
+    """
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    rows: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no study failed."""
+        return not self.failed
+
+
+def _summary_row(
+    name: str, path: Path, status: str, report: dict[str, Any] | None, error: str = ""
+) -> dict[str, object]:
+    row: dict[str, object] = {"study": name, "input": str(path), "status": status, "error": error}
+    keys: tuple[str, ...] = ("ed_phase", "es_phase", "lv_edv_ml", "lv_esv_ml", "lv_sv_ml", "lv_ef_percent")
+    keys = (*keys, "lv_mass_g", "rv_edv_ml", "rv_esv_ml", "rv_ef_percent")
+    indices = (report or {}).get("indices") or {}
+    for k in keys:
+        row[k] = indices.get(k)
+    flags = (report or {}).get("qc_flags") or []
+    row["qc_flags"] = ";".join(sorted({str(f["code"]) for f in flags}))
+    return row
+
+
+def segment_batch(
+    inputs: Sequence[PathLike],
+    output_dir: PathLike,
+    predictor: SlicePredictor,
+    overwrite: bool = False,
+    progress: bool = True,
+    **kwargs: Any,
+) -> BatchResult:
+    """Segment many studies into ``output_dir/<study name>/``; finished studies are skipped.
+
+    A study counts as finished when its ``report.json`` exists (it is written last). A study that fails
+    (unreadable, corrupt, ...) is recorded with its error and the batch goes on. ``batch_summary.csv`` and
+    ``batch_summary.json`` list every study with its status, main indices and QC flags.
+
+    Args:
+        inputs: study paths or folders of studies (see :func:`discover_studies`).
+        output_dir: output root.
+        predictor: the model.
+        overwrite: re-segment finished studies, replacing their outputs.
+        progress: show a progress bar (tqdm) on stderr.
+        kwargs: passed to :func:`segment_study` (``slice_range``, ``figures``).
+
+    Returns:
+        :class:`BatchResult`.
+
+    Raises:
+        FileNotFoundError: an input path does not exist.
+        ValueError: no study found in the inputs.
+
+    Example:
+        >>> result = segment_batch(["studies/"], "out", predictor)  # doctest: +SKIP
+
+    """
+    from tqdm import tqdm
+
+    studies = discover_studies(inputs)
+    if not studies:
+        raise ValueError(
+            f"no study (DICOM folder, ACDC folder, NIfTI file) found in {[str(i) for i in inputs]}"
+        )
+    root = Path(output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    result = BatchResult()
+    bar = tqdm(studies, desc="segment", unit="study", disable=not progress)
+    for name, path in bar:
+        bar.set_postfix_str(name)
+        out = root / name
+        report_file = out / "report.json"
+        if report_file.exists() and not overwrite:
+            result.skipped.append(name)
+            result.rows.append(_summary_row(name, path, "skipped", json.loads(report_file.read_text())))
+            continue
+        try:
+            # outputs of an interrupted earlier attempt (no report.json) are incomplete: replace them
+            report = segment_study(path, out, predictor, overwrite=True, **kwargs)
+        except Exception as exc:
+            msg = f"{type(exc).__name__}: {exc}"
+            result.failed[name] = msg
+            result.rows.append(_summary_row(name, path, "failed", None, msg))
+            (root / "errors").mkdir(exist_ok=True)
+            atomic_write_text(
+                root / "errors" / f"{name}.txt", f"{path}\n{traceback.format_exc()}", overwrite=True
+            )
+            continue
+        result.done.append(name)
+        result.rows.append(_summary_row(name, path, "done", report))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(result.rows[0].keys()), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(result.rows)
+    atomic_write_text(root / "batch_summary.csv", buf.getvalue(), overwrite=True)
+    atomic_write_text(root / "batch_summary.json", json.dumps(result.rows, indent=2) + "\n", overwrite=True)
+    return result

@@ -32,3 +32,62 @@ def test_prediction_lands_on_the_input_grid() -> None:
         assert labels[t].shape == study.labels[t].shape
         truth = (study.labels[t] == CardiacLabel.LV) | (study.labels[t] == CardiacLabel.RV)
         assert dice_score(labels[t] == CardiacLabel.LV, truth) > 0.95
+
+
+class _Ramp(nn.Module):
+    """A fixed, orientation-dependent 'network': logits depend on the column index (not mirror-invariant)."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        col = torch.linspace(-1, 1, x.shape[-1]).expand_as(x)
+        row = torch.linspace(-1, 1, x.shape[-2])[:, None].expand_as(x)
+        return torch.cat([x, self.scale * col, row, col * row], dim=1)
+
+
+def test_tta_averages_exactly_the_mirrored_and_rotated_views() -> None:
+    x = torch.randn(3, 1, 16, 16)
+    net = _Ramp()
+    for mode, views in (
+        ("flip", [(False, ()), (False, (-1,)), (False, (-2,)), (False, (-1, -2))]),
+        ("flip_rot90", [(t, f) for t in (False, True) for f in ((), (-1,), (-2,), (-1, -2))]),
+    ):
+        expected = torch.zeros(3, 4, 16, 16)
+        for transpose, dims in views:
+            v = x.transpose(-1, -2) if transpose else x
+            v = v.flip(dims) if dims else v
+            p = torch.softmax(net(v), dim=1)
+            p = p.flip(dims) if dims else p
+            expected += p.transpose(-1, -2) if transpose else p
+        expected /= len(views)
+        got = SlicePredictor(net, tta=mode, batch_size=2)._forward(x)
+        torch.testing.assert_close(got, expected)
+    # an equivariant network gives the same answer with and without TTA
+    study, _ = make_cine_phantom(n_phases=2, n_slices=2, shape=(128, 128), spacing_mm=(8.0, 1.5, 1.5))
+    plain = SlicePredictor(_BrightIsLV(), crop_size=96).predict_probabilities(study)
+    tta = SlicePredictor(_BrightIsLV(), crop_size=96, tta="flip_rot90").predict_probabilities(study)
+    for t in plain:
+        assert abs(plain[t] - tta[t]).max() < 1e-5
+
+
+def test_ensemble_is_the_mean_of_member_softmax() -> None:
+    x = torch.randn(2, 1, 8, 8)
+    a, b = _Ramp(1.0), _Ramp(-3.0)
+    expected = (torch.softmax(a(x), 1) + torch.softmax(b(x), 1)) / 2
+    torch.testing.assert_close(SlicePredictor([a, b])._forward(x), expected)
+
+
+def test_unknown_spacing_large_matrix_is_read_as_a_field_of_view() -> None:
+    """A 512-pixel phantom at 0.75 mm without spacing is resampled as ~0.78 mm, so the 96-pixel crop holds it."""
+    from dataclasses import replace
+
+    study, _ = make_cine_phantom(
+        n_phases=4, n_slices=2, shape=(512, 512), spacing_mm=(8.0, 0.75, 0.75), noise=0.02
+    )
+    blind = replace(study, spacing_mm=None, affine=None)
+    predictor = SlicePredictor(_BrightIsLV(), target_spacing_mm=1.5, crop_size=96, batch_size=8)
+    labels = predictor.predict(blind, [0])
+    truth = (study.labels[0] == CardiacLabel.LV) | (study.labels[0] == CardiacLabel.RV)
+    assert dice_score(labels[0] == CardiacLabel.LV, truth) > 0.9

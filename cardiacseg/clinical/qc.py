@@ -1,0 +1,153 @@
+"""Quality-control flags a user can act on, computed from a segmented study.
+
+Flags (``code``):
+
+- ``lv_not_found``: no LV blood pool at ED or ES.
+- ``myo_not_ring``: on a mid-ventricular slice at ED or ES the myocardium does not enclose the LV.
+- ``implausible_ef``: LV ejection fraction below 5 % or above 90 %.
+- ``missing_data``: the reader reported missing slices or phases, or uneven slice spacing.
+- ``volume_jump``: inside the LV at ED or ES, a slice's LV area departs from the mean of its two
+  neighbours by more than :data:`JUMP_FRACTION` of the largest slice area (a missed slice, a slice
+  shift, or a segmentation failure; the steep but smooth taper towards the apex does not fire).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from cardiacseg.clinical.indices import CardiacIndices
+from cardiacseg.clinical.slice_range import lv_slice_range
+from cardiacseg.enums import CardiacLabel, CurationKind
+from cardiacseg.io.study import CurationReport
+from cardiacseg.typing import LabelArray
+
+__all__ = ["JUMP_FRACTION", "QCFlag", "myo_encloses_lv", "quality_flags"]
+
+#: Threshold of the ``volume_jump`` flag (fraction of the largest LV slice area).
+JUMP_FRACTION = 0.4
+
+_MISSING = (CurationKind.MISSING_PHASE, CurationKind.MISSING_SLICE, CurationKind.UNEVEN_SLICE_SPACING)
+
+
+@dataclass(frozen=True)
+class QCFlag:
+    """One quality-control finding.
+
+    Attributes:
+        code: machine-readable kind (see the module docstring).
+        message: what was found and what to check.
+        phase: phase index concerned, if any.
+        slices: slice indices concerned.
+
+    Example:
+        >>> QCFlag("implausible_ef", "EF 95 %").to_dict()["code"]
+        'implausible_ef'
+
+    """
+
+    code: str
+    message: str
+    phase: int | None = None
+    slices: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-serialisable dictionary."""
+        return asdict(self)
+
+
+def myo_encloses_lv(label_slice: LabelArray, min_fraction: float = 0.9) -> bool:
+    """Whether the myocardium forms a ring around the LV blood pool on one slice.
+
+    Args:
+        label_slice: ``(Y, X)`` internal labels.
+        min_fraction: share of LV pixels that must lie in the holes of the myocardium.
+
+    Returns:
+        True when the LV lies inside the myocardial ring (False without LV).
+
+    Example:
+        >>> lab = np.zeros((9, 9), np.uint8); lab[1:8, 1:8] = 2; lab[3:6, 3:6] = 1
+        >>> myo_encloses_lv(lab), myo_encloses_lv(np.where(lab == 2, 0, lab).astype(np.uint8))
+        (True, False)
+
+    """
+    lab = np.asarray(label_slice)
+    lv = lab == CardiacLabel.LV
+    if not lv.any():
+        return False
+    myo = lab == CardiacLabel.MYO
+    inside = ndimage.binary_fill_holes(myo) & ~myo
+    return float((lv & inside).sum() / lv.sum()) >= min_fraction
+
+
+def quality_flags(
+    labels: Mapping[int, LabelArray], indices: CardiacIndices, curation: CurationReport | None = None
+) -> list[QCFlag]:
+    """QC flags for a segmented study.
+
+    Args:
+        labels: ``(Z, Y, X)`` label maps keyed by phase (must include ED and ES of ``indices``).
+        indices: the study's indices.
+        curation: the reader's curation report.
+
+    Returns:
+        The flags (empty when nothing was found).
+
+    Example:
+        >>> from cardiacseg.clinical.indices import compute_cardiac_indices
+        >>> ed = np.zeros((1, 9, 9), np.uint8); ed[0, 1:8, 1:8] = 2; ed[0, 3:6, 3:6] = 1
+        >>> flags = quality_flags({0: ed, 1: ed}, compute_cardiac_indices({0: ed, 1: ed}, None, 0, 1))
+        >>> [f.code for f in flags]
+        ['implausible_ef']
+
+    """
+    flags: list[QCFlag] = []
+    for name, t in (("ED", indices.ed_phase), ("ES", indices.es_phase)):
+        lab = np.asarray(labels[t])
+        if not (lab == CardiacLabel.LV).any():
+            flags.append(QCFlag("lv_not_found", f"no LV blood pool found at {name} (phase {t})", t))
+            continue
+        rng = lv_slice_range(lab)
+        heart = np.nonzero(((lab == CardiacLabel.LV) | (lab == CardiacLabel.MYO)).any(axis=(1, 2)))[0]
+        if heart[-1] - heart[0] >= 2:  # mid third of the slices that carry LV or myocardium
+            n = int(heart[-1] - heart[0] + 1)
+            mid = range(int(heart[0]) + n // 3, int(heart[0]) + n - n // 3)
+            bad = tuple(z for z in mid if not myo_encloses_lv(lab[z]))
+            if bad:
+                flags.append(
+                    QCFlag(
+                        "myo_not_ring",
+                        f"myocardium does not enclose the LV on mid-ventricular slice(s) {list(bad)} "
+                        f"at {name}",
+                        t,
+                        bad,
+                    )
+                )
+        if rng is not None:
+            area = (lab[rng[0] : rng[1] + 1] == CardiacLabel.LV).sum(axis=(1, 2)).astype(float)
+            if area.size > 2 and area.max() > 0:
+                # a slice whose LV area departs from the mean of its two neighbours (a dip or a spike)
+                dev = np.abs(area[1:-1] - (area[:-2] + area[2:]) / 2) / area.max()
+                bad = tuple(int(rng[0] + 1 + i) for i in np.nonzero(dev > JUMP_FRACTION)[0])
+                if bad:
+                    flags.append(
+                        QCFlag(
+                            "volume_jump",
+                            f"LV area of slice(s) {list(bad)} at {name} departs from the mean of the "
+                            f"neighbouring slices by more than {JUMP_FRACTION:.0%} of the largest slice area",
+                            t,
+                            bad,
+                        )
+                    )
+    ef = indices.lv_ef_percent
+    if ef is not None and not 5.0 <= ef <= 90.0:
+        flags.append(QCFlag("implausible_ef", f"LV ejection fraction {ef:.1f} % is outside 5-90 %"))
+    if curation is not None:
+        for issue in curation.issues:
+            if issue.kind in _MISSING:
+                flags.append(QCFlag("missing_data", f"{issue.kind.value}: {issue.message}"))
+    return flags

@@ -1,0 +1,117 @@
+"""Which short-axis slices lie inside the LV (between apex and base): a segmentation-based rule.
+
+The rule follows the SCMR post-processing recommendation for the base: a slice counts when its LV blood
+pool is at least half surrounded by myocardium (through the mitral valve the ring opens into the atrium);
+below the apex, a slice counts while it carries myocardium. The slices kept are the longest contiguous run
+of slices that count, so isolated false positives beyond the apex or base (e.g. in the atrium) are dropped.
+Until the slice-range classifier lands, this is the rule used for volumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy import ndimage
+
+from cardiacseg.enums import CardiacLabel
+from cardiacseg.typing import LabelArray
+
+__all__ = ["apply_slice_range", "lv_slice_range", "myocardial_coverage"]
+
+
+def myocardial_coverage(label_slice: LabelArray) -> float:
+    """Fraction of the LV blood pool's border pixels that touch myocardium (0 when there is no LV).
+
+    Args:
+        label_slice: ``(Y, X)`` internal labels.
+
+    Returns:
+        A fraction in ``[0, 1]``.
+
+    Example:
+        >>> lab = np.zeros((9, 9), np.uint8); lab[1:8, 1:8] = 2; lab[3:6, 3:6] = 1
+        >>> myocardial_coverage(lab)
+        1.0
+
+    """
+    lv = np.asarray(label_slice) == CardiacLabel.LV
+    if not lv.any():
+        return 0.0
+    border = lv & ~ndimage.binary_erosion(lv, border_value=0)
+    near_myo = ndimage.binary_dilation(np.asarray(label_slice) == CardiacLabel.MYO)
+    return float((border & near_myo).sum() / border.sum())
+
+
+def lv_slice_range(labels: LabelArray, min_coverage: float = 0.5) -> tuple[int, int] | None:
+    """First and last slice (inclusive) inside the LV for one phase.
+
+    Args:
+        labels: ``(Z, Y, X)`` internal labels of one phase.
+        min_coverage: the least :func:`myocardial_coverage` for a slice with LV blood pool to count.
+
+    Returns:
+        ``(first, last)`` slice indices, or ``None`` when no slice counts.
+
+    Raises:
+        ValueError: not a 3D label map.
+
+    Example:
+        >>> ring = np.zeros((9, 9), np.uint8); ring[1:8, 1:8] = 2; ring[3:6, 3:6] = 1
+        >>> atrium = np.zeros((9, 9), np.uint8); atrium[3:6, 3:6] = 1
+        >>> lv_slice_range(np.stack([atrium, ring, ring, np.zeros_like(ring), ring]))
+        (1, 2)
+
+    """
+    arr = np.asarray(labels)
+    if arr.ndim != 3:
+        raise ValueError(f"expected a (Z, Y, X) label map, got shape {arr.shape}")
+    counts = []
+    for z in range(arr.shape[0]):
+        has_lv = bool((arr[z] == CardiacLabel.LV).any())
+        has_myo = bool((arr[z] == CardiacLabel.MYO).any())
+        counts.append(myocardial_coverage(arr[z]) >= min_coverage if has_lv else has_myo)
+    best: tuple[int, int] | None = None
+    start = None
+    for z, c in enumerate([*counts, False]):
+        if c and start is None:
+            start = z
+        elif not c and start is not None:
+            if best is None or z - start > best[1] - best[0] + 1:
+                best = (start, z - 1)
+            start = None
+    return best
+
+
+def apply_slice_range(
+    labels: Mapping[int, LabelArray], min_coverage: float = 0.5
+) -> tuple[dict[int, LabelArray], dict[int, tuple[int, int] | None]]:
+    """Remove LV and myocardium outside each phase's LV slice range (RV is left as is).
+
+    Args:
+        labels: ``(Z, Y, X)`` label maps keyed by phase.
+        min_coverage: see :func:`lv_slice_range`.
+
+    Returns:
+        ``(new label maps, {phase: (first, last) or None})``; inputs are not modified.
+
+    Example:
+        >>> lab = np.zeros((2, 9, 9), np.uint8); lab[1, 1:8, 1:8] = 2; lab[1, 3:6, 3:6] = 1
+        >>> lab[0, 3:6, 3:6] = 1
+        >>> out, ranges = apply_slice_range({0: lab})
+        >>> ranges[0], int((out[0][0] == 1).sum())
+        ((1, 1), 0)
+
+    """
+    out: dict[int, LabelArray] = {}
+    ranges: dict[int, tuple[int, int] | None] = {}
+    for t, lab in labels.items():
+        arr = np.asarray(lab, dtype=np.uint8).copy()
+        rng = lv_slice_range(arr, min_coverage)
+        keep = np.zeros(arr.shape[0], bool)
+        if rng is not None:
+            keep[rng[0] : rng[1] + 1] = True
+        outside = ~keep[:, None, None] & ((arr == CardiacLabel.LV) | (arr == CardiacLabel.MYO))
+        arr[outside] = 0
+        out[t], ranges[t] = arr, rng
+    return out, ranges

@@ -1,0 +1,201 @@
+"""Post-processing steps for LV/MYO/RV label maps (the LV/RV pipeline report and the CMRxMotion paper).
+
+Every step takes a ``(Z, Y, X)`` internal label map (1 LV, 2 MYO, 3 RV) and returns a new one; the input
+is never modified. Removed voxels become background. Slice-wise steps work on each short-axis slice in 2D
+(8-connectivity); volume-wise steps on the stack in 3D (26-connectivity, so touching slices join).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from monai.transforms import KeepLargestConnectedComponent
+from scipy import ndimage
+
+from cardiacseg.enums import CardiacLabel
+from cardiacseg.typing import LabelArray
+
+__all__ = [
+    "STEPS",
+    "fill_holes",
+    "keep_largest_component_slice",
+    "keep_largest_component_volume",
+    "remove_rv_far_from_lv",
+    "remove_rv_without_lv",
+]
+
+_STRUCTURES = (int(CardiacLabel.LV), int(CardiacLabel.MYO), int(CardiacLabel.RV))
+
+
+def _check(labels: LabelArray) -> LabelArray:
+    arr = np.asarray(labels)
+    if arr.ndim != 3:
+        raise ValueError(f"expected a (Z, Y, X) label map, got shape {arr.shape}")
+    return arr.astype(np.uint8, copy=True)
+
+
+def keep_largest_component_volume(
+    labels: LabelArray, spacing_mm: Sequence[float] | None = None
+) -> LabelArray:
+    """Keep the largest 3D connected component of each structure (MONAI ``KeepLargestConnectedComponent``).
+
+    Args:
+        labels: ``(Z, Y, X)`` internal labels.
+        spacing_mm: unused (uniform signature of the steps).
+
+    Returns:
+        A new label map.
+
+    Raises:
+        ValueError: not a 3D label map.
+
+    Example:
+        >>> lab = np.zeros((3, 8, 8), np.uint8); lab[0, :2, :2] = 1; lab[:, 4:, 4:] = 1
+        >>> int(keep_largest_component_volume(lab)[0, 0, 0])
+        0
+
+    """
+    arr = _check(labels)
+    klcc = KeepLargestConnectedComponent(applied_labels=list(_STRUCTURES), is_onehot=False, independent=True)
+    out: LabelArray = np.asarray(klcc(arr[None]), dtype=np.uint8)[0]
+    return out
+
+
+def keep_largest_component_slice(labels: LabelArray, spacing_mm: Sequence[float] | None = None) -> LabelArray:
+    """Keep the largest 2D connected component of each structure on every slice.
+
+    Args:
+        labels: ``(Z, Y, X)`` internal labels.
+        spacing_mm: unused (uniform signature of the steps).
+
+    Returns:
+        A new label map.
+
+    Raises:
+        ValueError: not a 3D label map.
+
+    Example:
+        >>> lab = np.zeros((1, 8, 8), np.uint8); lab[0, :2, :2] = 3; lab[0, 4:, 4:] = 3
+        >>> int((keep_largest_component_slice(lab) == 3).sum())
+        16
+
+    """
+    arr = _check(labels)
+    klcc = KeepLargestConnectedComponent(applied_labels=list(_STRUCTURES), is_onehot=False, independent=True)
+    for z in range(arr.shape[0]):
+        if arr[z].any():
+            arr[z] = np.asarray(klcc(arr[z][None]), dtype=np.uint8)[0]
+    return arr
+
+
+def remove_rv_without_lv(labels: LabelArray, spacing_mm: Sequence[float] | None = None) -> LabelArray:
+    """Remove the RV on slices that carry neither LV nor myocardium (beyond the LV's apex or base).
+
+    Args:
+        labels: ``(Z, Y, X)`` internal labels.
+        spacing_mm: unused (uniform signature of the steps).
+
+    Returns:
+        A new label map.
+
+    Raises:
+        ValueError: not a 3D label map.
+
+    Example:
+        >>> lab = np.zeros((2, 4, 4), np.uint8); lab[0, 0, 0] = 3; lab[1, 0, 0] = 3; lab[1, 3, 3] = 1
+        >>> (lab == 3).sum(), (remove_rv_without_lv(lab) == 3).sum()
+        (np.int64(2), np.int64(1))
+
+    """
+    arr = _check(labels)
+    for z in range(arr.shape[0]):
+        sl = arr[z]
+        if not ((sl == CardiacLabel.LV) | (sl == CardiacLabel.MYO)).any():
+            sl[sl == CardiacLabel.RV] = 0
+    return arr
+
+
+def remove_rv_far_from_lv(
+    labels: LabelArray, spacing_mm: Sequence[float] | None = None, max_distance_mm: float = 15.0
+) -> LabelArray:
+    """Remove RV components (2D, per slice) farther than ``max_distance_mm`` from the LV and myocardium.
+
+    The RV wall lies against the septum; an RV blob separated from LV+MYO by more than the RV free wall's
+    thickness plus a margin is a false positive (typically stomach, liver or atria). Slices without LV or
+    MYO are left alone (see :func:`remove_rv_without_lv`).
+
+    Args:
+        labels: ``(Z, Y, X)`` internal labels.
+        spacing_mm: ``(z, y, x)`` spacing; ``None``: pixels are taken as 1.5 mm.
+        max_distance_mm: largest allowed gap between an RV component and LV+MYO.
+
+    Returns:
+        A new label map.
+
+    Raises:
+        ValueError: not a 3D label map.
+
+    Example:
+        >>> lab = np.zeros((1, 40, 40), np.uint8); lab[0, 10:20, 10:20] = 1
+        >>> lab[0, 10:20, 21:25] = 3; lab[0, 35:38, 35:38] = 3
+        >>> out = remove_rv_far_from_lv(lab, (8.0, 1.0, 1.0), 10.0)
+        >>> int(out[0, 15, 22]), int(out[0, 36, 36])
+        (3, 0)
+
+    """
+    arr = _check(labels)
+    sampling = (1.5, 1.5) if spacing_mm is None else (float(spacing_mm[1]), float(spacing_mm[2]))
+    for z in range(arr.shape[0]):
+        sl = arr[z]
+        heart = (sl == CardiacLabel.LV) | (sl == CardiacLabel.MYO)
+        rv = sl == CardiacLabel.RV
+        if not heart.any() or not rv.any():
+            continue
+        dist = ndimage.distance_transform_edt(~heart, sampling=sampling)
+        comps, n = ndimage.label(rv, structure=np.ones((3, 3), bool))
+        for c in range(1, n + 1):
+            comp = comps == c
+            if float(dist[comp].min()) > max_distance_mm:
+                sl[comp] = 0
+    return arr
+
+
+def fill_holes(labels: LabelArray, spacing_mm: Sequence[float] | None = None) -> LabelArray:
+    """Fill holes enclosed by LV + myocardium with LV (per slice), and holes inside the RV with RV.
+
+    Args:
+        labels: ``(Z, Y, X)`` internal labels.
+        spacing_mm: unused (uniform signature of the steps).
+
+    Returns:
+        A new label map.
+
+    Raises:
+        ValueError: not a 3D label map.
+
+    Example:
+        >>> lab = np.zeros((1, 7, 7), np.uint8); lab[0, 1:6, 1:6] = 2; lab[0, 2:5, 2:5] = 1; lab[0, 3, 3] = 0
+        >>> int(fill_holes(lab)[0, 3, 3])
+        1
+
+    """
+    arr = _check(labels)
+    for z in range(arr.shape[0]):
+        sl = arr[z]
+        heart = (sl == CardiacLabel.LV) | (sl == CardiacLabel.MYO)
+        holes = ndimage.binary_fill_holes(heart) & ~heart
+        sl[holes] = CardiacLabel.LV
+        rv = sl == CardiacLabel.RV
+        sl[ndimage.binary_fill_holes(rv) & (sl == 0)] = CardiacLabel.RV
+    return arr
+
+
+#: Step name -> function ``(labels, spacing_mm) -> labels``, in the order they are applied.
+STEPS: dict[str, Callable[[LabelArray, Sequence[float] | None], LabelArray]] = {
+    "fill_holes": fill_holes,
+    "lcc_volume": keep_largest_component_volume,
+    "lcc_slice": keep_largest_component_slice,
+    "rv_without_lv": remove_rv_without_lv,
+    "rv_far_from_lv": remove_rv_far_from_lv,
+}

@@ -1,0 +1,102 @@
+"""Post-processing steps on constructed masks with known answers, and the data-driven step choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cardiacseg.enums import CardiacLabel
+from cardiacseg.postprocess import (
+    STEPS,
+    PostProcessor,
+    fill_holes,
+    keep_largest_component_slice,
+    keep_largest_component_volume,
+    remove_rv_far_from_lv,
+    remove_rv_without_lv,
+    select_postprocessing,
+)
+
+LV, MYO, RV = int(CardiacLabel.LV), int(CardiacLabel.MYO), int(CardiacLabel.RV)
+
+
+def _heart(z: int = 5, n: int = 64) -> np.ndarray:
+    """A stack of ring-shaped hearts: LV disc r=8, MYO ring to r=12, RV crescent-like box beside."""
+    yy, xx = np.mgrid[:n, :n]
+    r = np.hypot(yy - 32, xx - 32)
+    sl = np.zeros((n, n), np.uint8)
+    sl[r < 12] = MYO
+    sl[r < 8] = LV
+    sl[(yy > 24) & (yy < 40) & (xx > 10) & (xx < 19)] = RV
+    return np.repeat(sl[None], z, axis=0)
+
+
+def test_volume_lcc_removes_a_disconnected_blob_and_keeps_the_heart() -> None:
+    lab = _heart()
+    noisy = lab.copy()
+    noisy[2, 2:5, 2:5] = LV  # not connected to the LV in 3D
+    out = keep_largest_component_volume(noisy)
+    np.testing.assert_array_equal(out, lab)
+    assert (noisy[2, 2:5, 2:5] == LV).all(), "input modified"
+
+
+def test_slice_lcc_removes_per_slice_blobs_that_3d_lcc_keeps() -> None:
+    lab = _heart()
+    noisy = lab.copy()
+    # a blob that touches the heart's LV in 3D through slice 3 but is separate on slice 2
+    noisy[1:4, 40:44, 28:32] = 0
+    noisy[2, 50:54, 50:54] = MYO
+    noisy[3, 50:54, 50:54] = MYO
+    out = keep_largest_component_slice(noisy)
+    assert not (out[2, 50:54, 50:54] == MYO).any()
+    assert (out == MYO).sum() == (noisy == MYO).sum() - 32
+
+
+def test_rv_without_lv_and_far_from_lv() -> None:
+    lab = _heart(z=3)
+    lab[0][(lab[0] == LV) | (lab[0] == MYO)] = 0  # slice 0: RV only (beyond the apex)
+    lab[1, 55:60, 55:60] = RV  # far from the LV: nearest gap ~ 25 px
+    out = remove_rv_without_lv(lab)
+    assert not (out[0] == RV).any() and (out[1:] == RV).sum() == (lab[1:] == RV).sum()
+    far = remove_rv_far_from_lv(lab, spacing_mm=(10.0, 1.0, 1.0), max_distance_mm=15.0)
+    assert not (far[1, 55:60, 55:60] == RV).any()
+    # the crescent next to the myocardium stays (gap 1 px); the RV-only slice is left alone
+    assert (far[1] == RV).sum() == (lab[1] == RV).sum() - 25
+    np.testing.assert_array_equal(far[0], lab[0])
+    # with 0.5 mm pixels the far blob is 12.5 mm away and stays
+    near = remove_rv_far_from_lv(lab, spacing_mm=(10.0, 0.5, 0.5), max_distance_mm=15.0)
+    assert (near[1, 55:60, 55:60] == RV).all()
+
+
+def test_fill_holes_fills_lv_and_rv_holes_only_inside() -> None:
+    lab = _heart(z=1)
+    holey = lab.copy()
+    holey[0, 30:33, 30:33] = 0  # hole in the LV
+    holey[0, 31, 14] = 0  # hole in the RV
+    holey[0, 0, 0] = 0  # background outside stays
+    out = fill_holes(holey)
+    np.testing.assert_array_equal(out, lab)
+
+
+def test_postprocessor_order_and_unknown_step() -> None:
+    pp = PostProcessor(["rv_far_from_lv", "fill_holes"])
+    assert pp.steps == ("fill_holes", "rv_far_from_lv")
+    assert list(STEPS)[0] == "fill_holes"
+    with pytest.raises(ValueError, match="unknown post-processing"):
+        PostProcessor(["largest"])
+
+
+def test_selection_keeps_helpful_and_rejects_harmful_steps() -> None:
+    ref = _heart()
+    pred = ref.copy()
+    pred[2, 2:6, 2:6] = RV  # a false RV blob far from the heart: removed by lcc_* and rv_far
+    # a missed slice: volume-wise LCC would cut LV and MYO in two and drop one part
+    gap = ref.copy()
+    gap[2][(gap[2] == LV) | (gap[2] == MYO)] = 0
+    choice = select_postprocessing([pred, gap], [ref, ref], [(10.0, 1.0, 1.0)] * 2)
+    # fill_holes changes nothing (not kept), lcc_volume hurts, lcc_slice removes the blob, after which
+    # rv_far_from_lv has nothing left to gain
+    assert choice.steps == ["lcc_slice"]
+    by_step = {t["step"]: t for t in choice.trials}
+    assert by_step["lcc_volume"]["dice"]["lv"] < choice.baseline["lv"]  # type: ignore[index]
+    assert choice.baseline["rv"] < 1.0

@@ -1,0 +1,159 @@
+"""End to end: `cardiacseg segment` and `cardiacseg evaluate` on the shared Sunnybrook and ACDC studies."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from cardiacseg.cli import main
+from cardiacseg.io.acdc import write_acdc_patient
+from cardiacseg.io.nifti import write_nifti
+from cardiacseg.io.readers import read_study
+from cardiacseg.io.ssl4mis import read_ssl4mis_study
+from cardiacseg.io.sunnybrook import read_sunnybrook_study
+from tests.conftest import SUNNYBROOK, independent_sunnybrook_volumes
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * (a & b).sum() / (a.sum() + b.sum()))
+
+
+def _is_png_with_content(path: Path) -> bool:
+    import matplotlib.image as mpimg
+
+    if path.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+        return False
+    img = mpimg.imread(path)
+    return bool(img.shape[0] > 100 and img.shape[1] > 100 and img[..., :3].std() > 0.05)
+
+
+@pytest.fixture(scope="module")
+def sunnybrook_run(sunnybrook_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("segment") / "out"
+    assert main(["segment", str(sunnybrook_dir / "dicoms"), "-o", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("dicom", sorted(SUNNYBROOK))
+def test_segment_sunnybrook_outputs_on_the_input_grid(
+    sunnybrook_run: Path, sunnybrook_dir: Path, dicom: str
+) -> None:
+    out = sunnybrook_run / dicom
+    study = read_study(sunnybrook_dir / "dicoms" / dicom)
+    img = nib.load(out / "labels.nii.gz")
+    np.testing.assert_allclose(img.affine, study.affine, atol=1e-4)
+    data = np.asarray(img.dataobj).astype(np.uint8)  # (X, Y, Z, T)
+    assert data.shape == (study.image.shape[3], study.image.shape[2], study.n_slices, study.n_phases)
+    labels = np.transpose(data, (3, 2, 1, 0))  # (T, Z, Y, X)
+
+    # numbers recomputed from the written masks, without cardiacseg: header zooms, voxel counts, the
+    # slice range the report states
+    report = json.loads((out / "report.json").read_text())
+    idx = report["indices"]
+    voxel_ml = float(np.prod(img.header.get_zooms()[:3])) / 1000.0
+
+    def counted(t: int, value: int) -> float:
+        first, last = report["lv_slice_range"][str(t)]
+        return float((labels[t, first : last + 1] == value).sum()) * voxel_ml
+
+    ed, es = idx["ed_phase"], idx["es_phase"]
+    assert idx["lv_edv_ml"] == pytest.approx(counted(ed, 1), rel=1e-6)
+    assert idx["lv_esv_ml"] == pytest.approx(counted(es, 1), rel=1e-6)
+    assert idx["lv_ef_percent"] == pytest.approx(100 * (1 - counted(es, 1) / counted(ed, 1)), rel=1e-6)
+    assert idx["lv_mass_g"] == pytest.approx(1.05 * counted(ed, 2), rel=1e-6)
+    assert idx["rv_edv_ml"] == pytest.approx(float((labels[ed] == 3).sum()) * voxel_ml, rel=1e-6)
+    # ED/ES are the largest and smallest counted LV volume over all phases
+    lv = [counted(t, 1) for t in range(study.n_phases)]
+    assert ed == int(np.argmax(lv)) and es == int(np.argmin(lv))
+
+    # accuracy floor against the expert contours on the contoured slices (independent truth)
+    expert = read_sunnybrook_study(
+        sunnybrook_dir / "dicoms" / dicom, sunnybrook_dir / "contourfiles" / SUNNYBROOK[dicom]
+    )
+    assert expert.ed_phase is not None
+    z = list(expert.annotated_slices[expert.ed_phase])
+    assert _dice(labels[expert.ed_phase, z] == 1, expert.labels[expert.ed_phase][z] == 1) > 0.88
+
+    for png in ("montage.png", "volumes.png"):
+        assert _is_png_with_content(out / png), png
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    assert {int(r["phase"]) for r in rows} == {ed, es}
+
+
+def test_segment_batch_is_resumable(
+    sunnybrook_run: Path, sunnybrook_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary = list(csv.DictReader((sunnybrook_run / "batch_summary.csv").open()))
+    assert {r["study"]: r["status"] for r in summary} == {d: "done" for d in SUNNYBROOK}
+    before = {p: p.stat().st_mtime_ns for p in sunnybrook_run.rglob("labels.nii.gz")}
+    assert main(["segment", str(sunnybrook_dir / "dicoms"), "-o", str(sunnybrook_run), "--quiet"]) == 0
+    assert "skipped 2" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in sunnybrook_run.rglob("labels.nii.gz")} == before
+
+
+def test_evaluate_sunnybrook_against_expert_contours(
+    sunnybrook_run: Path, sunnybrook_dir: Path, tmp_path: Path
+) -> None:
+    """`evaluate` Dice equals a numpy Dice of the same files; its reference EF equals the independent EF."""
+    refs = tmp_path / "refs"
+    for dicom, contour in SUNNYBROOK.items():
+        expert = read_sunnybrook_study(
+            sunnybrook_dir / "dicoms" / dicom, sunnybrook_dir / "contourfiles" / contour
+        )
+        stack = np.zeros(expert.image.shape, np.uint8)
+        for t, lab in expert.labels.items():
+            stack[t] = lab
+        write_nifti(refs / f"{dicom}.nii.gz", stack, expert.affine, expert.spacing_mm)
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(sunnybrook_run), str(refs), "-o", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_studies"] == 2
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    indices = {r["study"]: r for r in csv.DictReader((out / "indices.csv").open())}
+    for dicom, contour in SUNNYBROOK.items():
+        pred = np.transpose(
+            np.asarray(nib.load(sunnybrook_run / dicom / "labels.nii.gz").dataobj), (3, 2, 1, 0)
+        )
+        ref = np.transpose(np.asarray(nib.load(refs / f"{dicom}.nii.gz").dataobj), (3, 2, 1, 0))
+        ed = int(indices[dicom]["ed_phase"])
+        row = next(r for r in rows if r["study"] == dicom and int(r["phase"]) == ed and r["name"] == "LV")
+        assert float(row["dice"]) == pytest.approx(_dice(pred[ed] == 1, ref[ed] == 1), abs=1e-9)
+        truth = independent_sunnybrook_volumes(
+            sunnybrook_dir / "dicoms" / dicom, sunnybrook_dir / "contourfiles" / contour
+        )
+        assert float(indices[dicom]["ef_ref"]) == pytest.approx(truth["ef"], abs=0.01)
+        assert float(indices[dicom]["edv_ref"]) == pytest.approx(truth["edv"], rel=1e-3)
+    assert _is_png_with_content(out / "bland_altman.png")
+
+
+def test_segment_and_evaluate_acdc_batch_with_a_corrupt_study(acdc_dir: Path, tmp_path: Path) -> None:
+    """Two held-out ACDC patients in the ACDC layout plus one corrupt NIfTI: the others complete."""
+    studies = tmp_path / "studies"
+    for pid in ("patient004", "patient009"):  # validation patients of the shipped model
+        write_acdc_patient(studies / pid, read_ssl4mis_study(acdc_dir, pid))
+    (studies / "broken.nii.gz").write_bytes(b"\x1f\x8b not really a gzip stream")
+    out = tmp_path / "out"
+    assert main(["segment", str(studies), "-o", str(out), "--quiet"]) == 2
+    summary = {r["study"]: r for r in csv.DictReader((out / "batch_summary.csv").open())}
+    assert summary["broken"]["status"] == "failed" and "broken.nii.gz" in summary["broken"]["error"]
+    assert (out / "errors" / "broken.txt").exists()
+    assert summary["patient004"]["status"] == summary["patient009"]["status"] == "done"
+
+    ev = tmp_path / "eval"
+    assert main(["evaluate", str(out), str(studies), "-o", str(ev)]) == 0
+    metrics = list(csv.DictReader((ev / "metrics.csv").open()))
+    for pid in ("patient004", "patient009"):
+        ref = read_ssl4mis_study(acdc_dir, pid)
+        pred = np.transpose(np.asarray(nib.load(out / pid / "labels.nii.gz").dataobj), (3, 2, 1, 0))
+        for t in (0, 1):
+            row = next(r for r in metrics if r["study"] == pid and int(r["phase"]) == t and r["name"] == "LV")
+            assert float(row["dice"]) == pytest.approx(_dice(pred[t] == 1, ref.labels[t] == 1), abs=1e-9)
+            assert float(row["dice"]) > 0.85
+        assert row["unit"] == "voxel"  # SSL4MIS has no spacing: distances in voxels, said so
