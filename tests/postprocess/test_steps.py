@@ -81,7 +81,7 @@ def test_fill_holes_fills_lv_and_rv_holes_only_inside() -> None:
 def test_postprocessor_order_and_unknown_step() -> None:
     pp = PostProcessor(["rv_far_from_lv", "fill_holes"])
     assert pp.steps == ("fill_holes", "rv_far_from_lv")
-    assert list(STEPS)[0] == "fill_holes"
+    assert next(iter(STEPS)) == "fill_holes"
     with pytest.raises(ValueError, match="unknown post-processing"):
         PostProcessor(["largest"])
 
