@@ -80,7 +80,7 @@ def test_ensemble_is_the_mean_of_member_softmax() -> None:
 
 
 def test_unknown_spacing_large_matrix_is_read_as_a_field_of_view() -> None:
-    """A 512-pixel phantom at 0.75 mm, spacing unknown, is read as ~0.78 mm pixels; the 96-px crop holds it."""
+    """A 512-pixel phantom at 0.75 mm, spacing unknown, is read as ~0.78 mm pixels: the crop holds it."""
     from dataclasses import replace
 
     study, _ = make_cine_phantom(
