@@ -29,15 +29,17 @@ from cardiacseg.io.study import CineStudy
 from cardiacseg.networks.factory import get_network
 from cardiacseg.networks.weights import load_state_dict_file
 from cardiacseg.postprocess import PostprocessingChoice, PostProcessor
-from cardiacseg.transforms.intensity.array import PercentileNormalize
 from cardiacseg.transforms.spatial.array import HeartCrop, InPlaneSpacing
 from cardiacseg.transforms.utils import inplane_spacing_mm, study_to_metatensor
 from cardiacseg.typing import LabelArray, PathLike
 
-__all__ = ["MAX_ASSUMED_FOV_MM", "TTA_MODES", "SlicePredictor", "assumed_pixel_spacing"]
+__all__ = ["MAX_ASSUMED_FOV_MM", "TTA_MODES", "SlicePredictor", "assumed_pixel_spacing", "percentile_zscore"]
 
 #: Largest field of view (mm) assumed for an image of unknown spacing.
 MAX_ASSUMED_FOV_MM = 400.0
+
+#: Phases whose probabilities are mapped back to the input grid in one call (bounds memory).
+_INVERT_GROUP = 8
 
 #: Test-time augmentation modes: the number of views is 1, 4 (mirroring of both in-plane axes) or 8
 #: (mirroring and 90-degree rotations: the dihedral group of the square crop).
@@ -60,6 +62,36 @@ def assumed_pixel_spacing(shape_yx: Sequence[int], target_spacing_mm: float) -> 
 
     """
     return float(min(target_spacing_mm, MAX_ASSUMED_FOV_MM / max(shape_yx)))
+
+
+def percentile_zscore(slices: torch.Tensor, lower: float = 0.5, upper: float = 99.5) -> torch.Tensor:
+    """Per-slice clip to percentiles, then z-score: :class:`PercentileNormalize` vectorised over slices.
+
+    Args:
+        slices: ``(N, 1, X, Y)``.
+        lower: lower percentile.
+        upper: upper percentile.
+
+    Returns:
+        The normalised slices (a new tensor).
+
+    Example:
+        >>> from cardiacseg.transforms import PercentileNormalize
+        >>> x = torch.rand(3, 1, 16, 16) * 500
+        >>> y = percentile_zscore(x)
+        >>> bool(torch.allclose(y[1], torch.as_tensor(PercentileNormalize(mode="zscore")(x[1])), atol=1e-5))
+        True
+
+    """
+    out = torch.empty_like(slices, dtype=torch.float32)
+    for i in range(0, slices.shape[0], 64):  # torch.quantile's input size is limited
+        flat = slices[i : i + 64].reshape(slices[i : i + 64].shape[0], -1).float()
+        q = torch.quantile(flat, torch.tensor([lower / 100.0, upper / 100.0]), dim=1, keepdim=True)
+        c = torch.minimum(torch.maximum(flat, q[0]), q[1])
+        std = c.std(dim=1, unbiased=False, keepdim=True)
+        z = (c - c.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
+        out[i : i + 64] = z.reshape(slices[i : i + 64].shape)
+    return out
 
 
 def _views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
@@ -122,7 +154,8 @@ class SlicePredictor:
             raise ValueError("SlicePredictor needs at least one network")
         if tta not in TTA_MODES:
             raise ValueError(f"unknown TTA mode {tta!r}; choose from {TTA_MODES}")
-        self.networks = [n.to(device).eval() for n in nets]
+        # channels-last: oneDNN's fastest CPU convolution layout (about 1.4x here), same fp32 results
+        self.networks = [n.to(device).eval().to(memory_format=torch.channels_last) for n in nets]  # type: ignore[call-overload]
         self.network = self.networks[0]
         self.tta = tta
         self.postprocess = postprocess
@@ -130,7 +163,6 @@ class SlicePredictor:
         self.crop_size = crop_size
         self.batch_size = batch_size
         self.device = torch.device(device)
-        self._normalize = PercentileNormalize(mode="zscore")
 
     @classmethod
     def from_checkpoint(
@@ -213,7 +245,8 @@ class SlicePredictor:
                 acc = None
                 for net in self.networks:
                     views = _views(batch, self.tta)
-                    probs = torch.softmax(net(torch.cat(views)).float(), dim=1)
+                    inp = torch.cat(views).contiguous(memory_format=torch.channels_last)
+                    probs = torch.softmax(net(inp).float(), dim=1)
                     p = _unview(list(torch.split(probs, batch.shape[0])), self.tta)
                     acc = p if acc is None else acc + p
                 assert acc is not None
@@ -242,7 +275,7 @@ class SlicePredictor:
         spacing = inplane_spacing_mm(img)
         resample = None
         if self.target_spacing_mm is not None and spacing is not None:
-            resample = InPlaneSpacing(self.target_spacing_mm, mode=1)
+            resample = InPlaneSpacing(self.target_spacing_mm, mode="bilinear")  # torch; inverse likewise
             img = resample(img)
         crop = HeartCrop((self.crop_size, self.crop_size))
         centre, _ = crop.find_centre(img)
@@ -251,19 +284,23 @@ class SlicePredictor:
         _, x, y, z = cropped.shape
         arr = cropped.as_tensor()[sel]  # (T, X, Y, Z)
         slices = arr.permute(0, 3, 1, 2).reshape(-1, 1, x, y).clone()
-        for i in range(slices.shape[0]):
-            slices[i] = torch.as_tensor(self._normalize(slices[i]))
+        slices = percentile_zscore(slices)
         probs = self._forward(slices).reshape(len(sel), z, 4, x, y).permute(0, 2, 3, 4, 1)  # (T, 4, X, Y, Z)
         out: dict[int, np.ndarray] = {}
-        for k, t in enumerate(sel):
-            meta = {key: v for key, v in cropped.meta.items() if key != "affine"}
-            p: torch.Tensor = MetaTensor(probs[k].contiguous(), affine=cropped.affine.clone(), meta=meta)
+        meta = {key: v for key, v in cropped.meta.items() if key != "affine"}
+        for g0 in range(0, len(sel), _INVERT_GROUP):
+            group = probs[g0 : g0 + _INVERT_GROUP]  # phases inverted together as channels
+            p: torch.Tensor = MetaTensor(
+                group.reshape(-1, x, y, z).contiguous(), affine=cropped.affine.clone(), meta=dict(meta)
+            )
             p.applied_operations = copy.deepcopy(cropped.applied_operations)  # type: ignore[attr-defined]
             p = crop.inverse(p)
             if resample is not None:
                 p = resample.inverse(p)
-            arr_p = np.asarray(p.detach().cpu().numpy(), dtype=np.float32)  # (4, X, Y, Z) on the input grid
-            out[t] = np.ascontiguousarray(np.transpose(arr_p, (0, 3, 2, 1)))
+            arr_p = np.asarray(p.detach().cpu().numpy(), dtype=np.float32)  # (G*4, X, Y, Z) on the input grid
+            arr_p = arr_p.reshape(group.shape[0], 4, *arr_p.shape[1:])
+            for k in range(group.shape[0]):
+                out[sel[g0 + k]] = np.ascontiguousarray(np.transpose(arr_p[k], (0, 3, 2, 1)))
         return out
 
     def predict(self, study: CineStudy, phases: Sequence[int] | None = None) -> dict[int, LabelArray]:

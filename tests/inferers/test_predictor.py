@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -91,3 +93,16 @@ def test_unknown_spacing_large_matrix_is_read_as_a_field_of_view() -> None:
     labels = predictor.predict(blind, [0])
     truth = (study.labels[0] == CardiacLabel.LV) | (study.labels[0] == CardiacLabel.RV)
     assert dice_score(labels[0] == CardiacLabel.LV, truth) > 0.9
+
+
+def test_vectorised_normalisation_equals_the_training_transform(sunnybrook_dir: Path) -> None:
+    """The predictor's batched percentile z-score equals MONAI's clip + normalise used in training."""
+    from cardiacseg.inferers.predictor import percentile_zscore
+    from cardiacseg.io.readers import read_study
+    from cardiacseg.transforms.intensity.array import PercentileNormalize
+
+    study = read_study(sunnybrook_dir / "dicoms" / "SCD0000101")
+    x = torch.from_numpy(study.image[:2]).reshape(-1, 1, *study.image.shape[2:]).float()
+    x = torch.cat([x, torch.full((1, 1, *study.image.shape[2:]), 7.0)])  # a constant slice too
+    ref = torch.stack([torch.as_tensor(PercentileNormalize(mode="zscore")(s)) for s in x])
+    torch.testing.assert_close(percentile_zscore(x), ref.float(), atol=1e-5, rtol=1e-5)

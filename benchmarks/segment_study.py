@@ -1,0 +1,204 @@
+"""One whole cine study end to end: ``cardiacseg segment`` vs a plain MONAI pipeline with the same network.
+
+Usage: python benchmarks/segment_study.py [--study SCD0000101] [--repeats 2]
+
+Study: the shared Sunnybrook SC-HF-I-1 cine DICOM folder (20 phases x 12 slices of 256 x 256). Both sides
+read it with cardiacseg's DICOM reader, segment every phase with the shipped weights, and write a label
+NIfTI; each runs in its own subprocess (2 torch threads) so that its peak RSS is its own.
+
+- ours: ``segment_batch`` (what ``cardiacseg segment`` runs): resampling to 1.5 mm, label-free heart crop
+  of 160 x 160, all (phase, slice) pairs batched, report and PNGs written. Run with ``--tta none`` (the
+  speed configuration) and with the bundle's default settings.
+- baseline: MONAI ``SliceInferer`` over the full 256 x 256 image, ``sw_batch_size=1``, one phase at a
+  time, z-score per volume, argmax, NIfTI written with nibabel; no crop, no resampling.
+
+Dice is computed against the expert contours on the contoured ED/ES slices. The FLOP-bound time is the
+network FLOPs actually run (counted with torch.utils.flop_counter) divided by this CPU's measured dense
+matmul rate (2 threads): the floor no pipeline with this network can beat. Writes
+docs/benchmarks/segment_study.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "sunnybrook"
+CONTOURS = {"SCD0000101": "SC-HF-I-1", "SCD0000201": "SC-HF-I-2"}
+
+
+def _dice_vs_expert(study_name: str, labels: dict[int, np.ndarray]) -> dict[str, float]:
+    from cardiacseg.io.sunnybrook import read_sunnybrook_study
+    from cardiacseg.metrics import dice_score
+
+    expert = read_sunnybrook_study(DATA / "dicoms" / study_name, DATA / "contourfiles" / CONTOURS[study_name])
+    out = {}
+    for t, tag in ((expert.ed_phase, "ed"), (expert.es_phase, "es")):
+        assert t is not None
+        z = list(expert.annotated_slices[t])
+        out[f"lv_dice_{tag}"] = dice_score(labels[t][z] == 1, expert.labels[t][z] == 1)
+    return out
+
+
+def run_ours(study_name: str, tta: str | None, out_dir: Path) -> dict[str, float]:
+    from cardiacseg.demo import shipped_bundle_path
+    from cardiacseg.inferers import SlicePredictor, segment_batch
+    from cardiacseg.io.nifti import read_nifti_array
+
+    kwargs = {} if tta is None else {"tta": tta}
+    t0 = time.perf_counter()
+    predictor = SlicePredictor.from_bundle(shipped_bundle_path(), **kwargs)
+    segment_batch([DATA / "dicoms" / study_name], out_dir, predictor, progress=False)
+    seconds = time.perf_counter() - t0
+    arr, _, _ = read_nifti_array(out_dir / study_name / "labels.nii.gz")
+    labels = {t: np.asarray(arr[t]) for t in range(arr.shape[0])}
+    return {"seconds": seconds, **_dice_vs_expert(study_name, labels)}
+
+
+def run_baseline(study_name: str, out_dir: Path) -> dict[str, float]:
+    import nibabel as nib
+    from monai.inferers import SliceInferer
+    from monai.transforms import NormalizeIntensity
+
+    from cardiacseg.demo import shipped_model_path
+    from cardiacseg.io.readers import read_study
+    from cardiacseg.networks import get_network, load_state_dict_file
+
+    t0 = time.perf_counter()
+    net = get_network("unet", 2, 1, 4)
+    net.load_state_dict(load_state_dict_file(shipped_model_path()))
+    net.eval()
+    study = read_study(DATA / "dicoms" / study_name)
+    inferer = SliceInferer(roi_size=(256, 256), sw_batch_size=1, spatial_dim=2)
+    norm = NormalizeIntensity()
+    labels = {}
+    with torch.inference_mode():
+        for t in range(study.n_phases):
+            vol = torch.from_numpy(np.ascontiguousarray(study.image[t].transpose(1, 2, 0)))  # (Y, X, Z)
+            x = torch.as_tensor(norm(vol[None]))[None].float()  # (1, 1, Y, X, Z)
+            logits = inferer(x, net)
+            assert isinstance(logits, torch.Tensor)
+            labels[t] = logits.argmax(1)[0].numpy().transpose(2, 0, 1).astype(np.uint8)  # (Z, Y, X)
+    stack = np.stack([labels[t] for t in range(study.n_phases)])
+    nib.save(nib.Nifti1Image(stack.transpose(3, 2, 1, 0), study.affine), str(out_dir / "labels.nii.gz"))
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, **_dice_vs_expert(study_name, labels)}
+
+
+def _child(kind: str, study_name: str) -> None:
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        if kind == "baseline":
+            res = run_baseline(study_name, Path(tmp))
+        else:
+            res = run_ours(study_name, None if kind == "ours_default" else kind.split(":")[1], Path(tmp))
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print("RESULT " + json.dumps(res))
+
+
+def _spawn(kind: str, study_name: str) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--study", study_name],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    return dict(json.loads(line[len("RESULT ") :]))
+
+
+def _flop_floor(study_name: str) -> dict[str, float]:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cardiacseg.io.readers import read_study
+    from cardiacseg.networks import get_network
+
+    torch.set_num_threads(2)
+    study = read_study(DATA / "dicoms" / study_name)
+    n_slices = study.n_phases * study.n_slices
+    net = get_network("unet", 2, 1, 4).eval()
+    flops = {}
+    with torch.inference_mode():
+        for side in (160, 256):
+            counter = FlopCounterMode(display=False)
+            with counter:
+                net(torch.zeros(1, 1, side, side))
+            flops[side] = counter.get_total_flops() * n_slices
+        a = torch.rand(2048, 2048)
+        a @ a
+        t0 = time.perf_counter()
+        for _ in range(5):
+            a @ a
+        rate = 5 * 2 * 2048**3 / (time.perf_counter() - t0)
+    return {
+        "gflops_ours": flops[160] / 1e9,
+        "gflops_baseline": flops[256] / 1e9,
+        "cpu_gflops_per_s": rate / 1e9,
+        "floor_ours_s": flops[160] / rate,
+        "floor_baseline_s": flops[256] / rate,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--study", default="SCD0000101")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--child")
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.study)
+        return
+    runs: dict[str, list[dict[str, float]]] = {"baseline": [], "ours:none": [], "ours_default": []}
+    for _ in range(args.repeats):  # interleaved, best of N
+        for kind in runs:
+            runs[kind].append(_spawn(kind, args.study))
+    best = {k: min(v, key=lambda r: r["seconds"]) for k, v in runs.items()}
+    floor = _flop_floor(args.study)
+    base = best["baseline"]["seconds"]
+    lines = [
+        f"# Whole-study segmentation benchmark ({args.study}, 20 phases x 12 slices, 256 x 256)",
+        "",
+        f"Best of {args.repeats} runs each, interleaved, 2 torch threads, each in its own process.",
+        "",
+        "| pipeline | seconds | speed-up vs baseline | LV Dice ED | LV Dice ES | peak RSS (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = {
+        "baseline": "plain MONAI SliceInferer, full image, batch 1",
+        "ours:none": "cardiacseg segment --tta none",
+        "ours_default": "cardiacseg segment (bundle defaults)",
+    }
+    for k, r in best.items():
+        lines.append(
+            f"| {names[k]} | {r['seconds']:.1f} | {base / r['seconds']:.2f}x | {r['lv_dice_ed']:.3f} | "
+            f"{r['lv_dice_es']:.3f} | {r['peak_rss_mb']:.0f} |"
+        )
+    lines += [
+        "",
+        f"Network FLOPs for the study: {floor['gflops_ours']:.0f} GFLOP on 160 x 160 crops (ours, one view), "
+        f"{floor['gflops_baseline']:.0f} GFLOP on full 256 x 256 slices (baseline). This CPU's dense matmul "
+        f"rate: {floor['cpu_gflops_per_s']:.0f} GFLOP/s, so the FLOP-bound time is "
+        f"{floor['floor_ours_s']:.1f} s (ours, per view) and {floor['floor_baseline_s']:.1f} s (baseline).",
+        "",
+        "The end-to-end times include reading the 240 DICOM files, writing the NIfTI and (ours) the report "
+        "and the two PNGs.",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = REPO / "docs" / "benchmarks"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "segment_study.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
