@@ -157,3 +157,13 @@ def test_segment_and_evaluate_acdc_batch_with_a_corrupt_study(acdc_dir: Path, tm
             assert float(row["dice"]) == pytest.approx(_dice(pred[t] == 1, ref.labels[t] == 1), abs=1e-9)
             assert float(row["dice"]) > 0.85
         assert row["unit"] == "voxel"  # SSL4MIS has no spacing: distances in voxels, said so
+    per_slice = list(csv.DictReader((ev / "metrics_per_slice.csv").open()))
+    ref = read_ssl4mis_study(acdc_dir, "patient009")
+    pred = np.transpose(np.asarray(nib.load(out / "patient009" / "labels.nii.gz").dataobj), (3, 2, 1, 0))
+    z = int(np.argmax((ref.labels[0] == 3).sum(axis=(1, 2))))
+    row = next(
+        r
+        for r in per_slice
+        if r["study"] == "patient009" and r["phase"] == "0" and r["slice"] == str(z) and r["name"] == "RV"
+    )
+    assert float(row["dice"]) == pytest.approx(_dice(pred[0, z] == 3, ref.labels[0][z] == 3), abs=1e-9)

@@ -24,7 +24,7 @@ from cardiacseg.io.acdc import read_acdc_patient
 from cardiacseg.io.atomic import atomic_write_text
 from cardiacseg.io.labels import acdc_to_internal
 from cardiacseg.io.nifti import read_nifti_array
-from cardiacseg.metrics import segmentation_metrics
+from cardiacseg.metrics import dice_score, segmentation_metrics
 from cardiacseg.typing import LabelArray, PathLike, SpacingZYX
 
 __all__ = ["LabelSet", "compare_cohort", "compare_labels", "find_label_sets", "read_label_set"]
@@ -120,7 +120,8 @@ def compare_labels(
         name: study name for the rows.
 
     Returns:
-        ``(metric rows, index row)``.
+        ``(metric rows, index row)``; metric rows with ``slice == "all"`` are over the 3D stack, the
+        others per slice (Dice and voxel counts of slices where either side has the structure).
 
     Raises:
         ValueError: a reference phase missing from the prediction, or shapes differ (names both files).
@@ -154,7 +155,23 @@ def compare_labels(
             )
         tag = "ED" if t == ed else "ES" if t == es else ""
         for m in segmentation_metrics(pred_labels[t], ref.labels[t], spacing):
-            rows.append({"study": name, "phase": t, "phase_name": tag, **m.to_dict()})
+            rows.append({"study": name, "phase": t, "phase_name": tag, "slice": "all", **m.to_dict()})
+        for z in range(ref.labels[t].shape[0]):
+            for value, cls in ((1, "LV"), (2, "MYO"), (3, "RV")):
+                p_m, r_m = pred_labels[t][z] == value, ref.labels[t][z] == value
+                if p_m.any() or r_m.any():
+                    rows.append(
+                        {
+                            "study": name,
+                            "phase": t,
+                            "phase_name": tag,
+                            "slice": z,
+                            "name": cls,
+                            "dice": dice_score(p_m, r_m),
+                            "ref_voxels": int(r_m.sum()),
+                            "pred_voxels": int(p_m.sum()),
+                        }
+                    )
     index_row: dict[str, Any] = {"study": name, "ed_phase": ed, "es_phase": es}
     if ed is not None and es is not None:
         r = compute_cardiac_indices({t: ref.labels[t] for t in (ed, es)}, spacing, ed, es)
@@ -243,7 +260,8 @@ def compare_cohort(
     """Compare predictions with references for one study or a cohort; write CSV, JSON and a Bland–Altman PNG.
 
     Studies are paired by name (see :func:`find_label_sets`); unpaired ones are listed in the summary.
-    Writes ``metrics.csv`` (study, phase, class: Dice, HD95, MSD), ``indices.csv`` (EF/EDV/ESV/mass, both
+    Writes ``metrics.csv`` (study, phase, class: Dice, HD95, MSD over the stack), ``metrics_per_slice.csv``
+    (Dice and voxel counts per slice), ``indices.csv`` (EF/EDV/ESV/mass, both
     sides and errors), ``summary.json`` (means per class and phase type, mean absolute index errors) and
     ``bland_altman.png`` (EF, EDV, ESV; when at least one study has them).
 
@@ -277,6 +295,7 @@ def compare_cohort(
             f"references: {sorted(refs)[:5]})"
         )
     metric_rows: list[dict[str, Any]] = []
+    slice_rows: list[dict[str, Any]] = []
     index_rows: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
     for name, (pp, rp) in pairs.items():
@@ -289,7 +308,8 @@ def compare_cohort(
         except (ValueError, OSError) as exc:
             failed[name] = str(exc)
             continue
-        metric_rows += rows
+        metric_rows += [r for r in rows if r["slice"] == "all"]
+        slice_rows += [r for r in rows if r["slice"] != "all"]
         index_rows.append(idx)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -324,6 +344,7 @@ def compare_cohort(
             }
     written = [
         atomic_write_text(out / "metrics.csv", _csv(metric_rows), overwrite=overwrite),
+        atomic_write_text(out / "metrics_per_slice.csv", _csv(slice_rows), overwrite=overwrite),
         atomic_write_text(out / "indices.csv", _csv(index_rows), overwrite=overwrite),
     ]
     ba = {}

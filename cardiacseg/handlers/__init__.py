@@ -10,7 +10,7 @@ from torch import nn
 
 from cardiacseg.networks.weights import freeze, unfreeze
 
-__all__ = ["ResumableCheckpoint", "StagedTransfer", "mlflow_handler"]
+__all__ = ["ResumableCheckpoint", "StagedTransfer", "first_loss", "mlflow_handler"]
 
 
 class StagedTransfer:
@@ -118,13 +118,26 @@ def mlflow_handler(
         artifacts=[Path(a) for a in artifacts] if artifacts else None,
         iteration_log=trainer is None,
         global_epoch_transform=(lambda epoch: trainer.state.epoch) if trainer is not None else (lambda e: e),
-        output_transform=_first_loss,
+        output_transform=first_loss,
         tag_name="train_loss",
         close_on_complete=trainer is None,
     )
 
 
-def _first_loss(output: Any) -> Any:
+def first_loss(output: Any) -> Any:
+    """Return the loss of a MONAI trainer's output (a list of decollated dictionaries, or one dictionary).
+
+    Args:
+        output: ``engine.state.output``.
+
+    Returns:
+        The loss value.
+
+    Example:
+        >>> first_loss([{"loss": 0.5}, {"loss": 0.5}])
+        0.5
+
+    """
     return output[0]["loss"] if isinstance(output, list) else output["loss"]
 
 
