@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from cardiacseg.clinical.indices import compute_cardiac_indices
+from cardiacseg.clinical.slice_range import apply_slice_range
 from cardiacseg.enums import CardiacLabel
 from cardiacseg.inferers.predictor import SlicePredictor
 from cardiacseg.io.ssl4mis import read_ssl4mis_study
@@ -35,7 +36,9 @@ def evaluate_study(
             slices) for Dice and EF.
 
     Returns:
-        ``{"dice_{lv,myo,rv}_{ed,es}", "ef_pred", "ef_ref", "ef_error", ...}``; Dice is over the 3D stack.
+        ``{"dice_{lv,myo,rv}_{ed,es}", "ef_pred", "ef_ref", "ef_error", ...}``; Dice is over the 3D stack;
+        ``ef_pred_range``/``ef_error_range`` count the predicted LV only inside its slice range
+        (:func:`~cardiacseg.clinical.slice_range.apply_slice_range`, what ``cardiacseg segment`` reports).
 
     Raises:
         ValueError: ED or ES unknown.
@@ -61,6 +64,9 @@ def evaluate_study(
                 row[f"dice_{name}_{tag}"] = dice_score(p == value, ref == value)
     ref_idx = compute_cardiac_indices(ref_labels, study.spacing_mm, study.ed_phase, study.es_phase)
     pred_idx = compute_cardiac_indices(pred_labels, study.spacing_mm, study.ed_phase, study.es_phase)
+    ranged = compute_cardiac_indices(
+        apply_slice_range(pred_labels)[0], study.spacing_mm, study.ed_phase, study.es_phase
+    )
     row.update(
         {
             "ef_ref": ref_idx.lv_ef_percent,
@@ -73,8 +79,11 @@ def evaluate_study(
             "rv_ef_pred": pred_idx.rv_ef_percent,
         }
     )
+    row["ef_pred_range"] = ranged.lv_ef_percent
     if row["ef_ref"] is not None and row["ef_pred"] is not None:
         row["ef_error"] = row["ef_pred"] - row["ef_ref"]
+    if row["ef_ref"] is not None and row["ef_pred_range"] is not None:
+        row["ef_error_range"] = row["ef_pred_range"] - row["ef_ref"]
     return row
 
 
@@ -142,6 +151,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
         out[k] = float(np.nanmean(vals)) if vals else float("nan")
     errs = [abs(float(r["ef_error"])) for r in rows if r.get("ef_error") is not None]
     out["ef_abs_error"] = float(np.mean(errs)) if errs else float("nan")
+    errs = [abs(float(r["ef_error_range"])) for r in rows if r.get("ef_error_range") is not None]
+    out["ef_range_abs_error"] = float(np.mean(errs)) if errs else float("nan")
     return out
 
 
@@ -203,6 +214,7 @@ def write_evaluation(
         "ef_ref",
         "ef_pred",
         "ef_error",
+        "ef_error_range",
     ]
     md = [
         "# Evaluation",
@@ -211,7 +223,8 @@ def write_evaluation(
         "",
         _table([*acdc, {"patient": "mean", **result["acdc_summary"]}], cols),
         "",
-        f"mean |EF error|: {result['acdc_summary']['ef_abs_error']:.2f} points",
+        f"mean |EF error|: {result['acdc_summary']['ef_abs_error']:.2f} points (all slices), "
+        f"{result['acdc_summary']['ef_range_abs_error']:.2f} (LV slice range)",
         "",
     ]
     if sunnybrook_root is not None and sunnybrook_patients:
@@ -225,6 +238,7 @@ def write_evaluation(
             "ef_ref",
             "ef_pred",
             "ef_error",
+            "ef_error_range",
             "edv_ref",
             "edv_pred",
             "esv_ref",
