@@ -27,8 +27,8 @@ demo: $(STAMP)
 	$(VENV)/bin/cardiacseg demo --output $(DEMO_OUT) --overwrite
 
 lint: $(STAMP)
-	$(PY) -m ruff check cardiacseg tests benchmarks examples docs
-	$(PY) -m ruff format --check cardiacseg tests benchmarks examples docs
+	$(PY) -m ruff check cardiacseg tests benchmarks examples docs bundles
+	$(PY) -m ruff format --check cardiacseg tests benchmarks examples docs bundles
 
 typecheck: $(STAMP)
 	$(PY) -m mypy cardiacseg
