@@ -17,9 +17,16 @@ from cardiacseg.io.study import CineStudy
 from cardiacseg.io.sunnybrook import read_sunnybrook_study
 from cardiacseg.metrics import dice_score
 from cardiacseg.postprocess import STEPS, PostprocessingChoice, select_postprocessing
-from cardiacseg.typing import PathLike
+from cardiacseg.typing import LabelArray, PathLike
 
-__all__ = ["choose_postprocessing", "evaluate_ssl4mis", "evaluate_study", "evaluate_sunnybrook", "summarise"]
+__all__ = [
+    "choose_postprocessing",
+    "compare_study",
+    "evaluate_ssl4mis",
+    "evaluate_study",
+    "evaluate_sunnybrook",
+    "summarise",
+]
 
 _NAMES = {CardiacLabel.LV: "lv", CardiacLabel.MYO: "myo", CardiacLabel.RV: "rv"}
 
@@ -46,8 +53,34 @@ def evaluate_study(
     """
     if study.ed_phase is None or study.es_phase is None:
         raise ValueError(f"{study.source}: ED/ES unknown")
+    return compare_study(
+        study, predictor.predict(study, [study.ed_phase, study.es_phase]), restrict_to_annotated
+    )
+
+
+def compare_study(
+    study: CineStudy, pred: dict[int, LabelArray], restrict_to_annotated: bool = False
+) -> dict[str, Any]:
+    """Compare predicted ED/ES label maps with a labelled study's (the metrics of :func:`evaluate_study`).
+
+    Args:
+        study: a study with labels and ``ed_phase``/``es_phase``.
+        pred: predicted ``(Z, Y, X)`` labels of at least the ED and ES phases.
+        restrict_to_annotated: compare only slices carrying annotations.
+
+    Returns:
+        The row described in :func:`evaluate_study`.
+
+    Raises:
+        ValueError: ED or ES unknown.
+
+    Example:
+        >>> row = compare_study(study, predictor.predict(study))  # doctest: +SKIP
+
+    """
+    if study.ed_phase is None or study.es_phase is None:
+        raise ValueError(f"{study.source}: ED/ES unknown")
     phases = [study.ed_phase, study.es_phase]
-    pred = predictor.predict(study, phases)
     row: dict[str, Any] = {"source": study.source}
     ref_labels, pred_labels = {}, {}
     for t, tag in zip(phases, ("ed", "es"), strict=True):

@@ -13,12 +13,17 @@ import numpy as np
 import pytest
 
 from cardiacseg.data.datalist import split_patients
-from cardiacseg.engines.evaluation import evaluate_ssl4mis, evaluate_sunnybrook, summarise
+from cardiacseg.engines.evaluation import compare_study, evaluate_sunnybrook, summarise
 from cardiacseg.inferers import SlicePredictor
 from cardiacseg.io import list_ssl4mis_patients
+from cardiacseg.io.ssl4mis import read_ssl4mis_study
+from cardiacseg.io.study import CineStudy
+from cardiacseg.metrics import dice_score
+from cardiacseg.postprocess import PostprocessingChoice, PostProcessor
 
 REPO = Path(__file__).resolve().parents[2]
-WEIGHTS = REPO / "bundles" / "cardiac_cine_seg" / "models" / "model.pt"
+BUNDLE = REPO / "bundles" / "cardiac_cine_seg"
+WEIGHTS = BUNDLE / "models" / "model.pt"
 
 pytestmark = [
     pytest.mark.realdata,
@@ -28,13 +33,28 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def predictor() -> SlicePredictor:
-    return SlicePredictor.from_bundle(REPO / "bundles" / "cardiac_cine_seg")
+    return SlicePredictor.from_bundle(BUNDLE)  # the bundle's TTA and post-processing
 
 
 @pytest.fixture(scope="module")
-def acdc_rows(predictor: SlicePredictor, acdc_dir: Path) -> list[dict[str, object]]:
+def acdc_raw(predictor: SlicePredictor, acdc_dir: Path) -> list[tuple[CineStudy, dict[int, np.ndarray]]]:
+    """Validation patients with the model's ED/ES labels before post-processing (predicted once)."""
     _, val = split_patients(list_ssl4mis_patients(acdc_dir), 0.2, seed=0)  # the bundle's validation split
-    return evaluate_ssl4mis(predictor, acdc_dir, val)
+    raw = SlicePredictor(predictor.networks, crop_size=predictor.crop_size, tta=predictor.tta)
+    out = []
+    for pid in val:
+        study = read_ssl4mis_study(acdc_dir, pid)
+        assert study.ed_phase is not None and study.es_phase is not None
+        out.append((study, raw.predict(study, [study.ed_phase, study.es_phase])))
+    return out
+
+
+@pytest.fixture(scope="module")
+def acdc_rows(
+    predictor: SlicePredictor, acdc_raw: list[tuple[CineStudy, dict[int, np.ndarray]]]
+) -> list[dict[str, object]]:
+    pp = predictor.postprocess or PostProcessor()
+    return [compare_study(study, {t: pp(lab) for t, lab in pred.items()}) for study, pred in acdc_raw]
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +76,22 @@ def test_acdc_validation_is_sane(acdc_rows: list[dict[str, object]]) -> None:
     assert _mean(acdc_rows, "dice_myo_ed", "dice_myo_es") > 0.75
     assert _mean(acdc_rows, "dice_rv_ed", "dice_rv_es") > 0.70
     assert summarise(acdc_rows)["ef_abs_error"] < 8.0
+
+
+def test_shipped_postprocessing_does_not_lower_dice(
+    predictor: SlicePredictor, acdc_raw: list[tuple[CineStudy, dict[int, np.ndarray]]]
+) -> None:
+    """The recorded steps, applied to the validation predictions, lower no structure's mean Dice."""
+    steps = PostprocessingChoice.load_steps(BUNDLE / "configs" / "postprocessing.json")
+    assert predictor.postprocess is not None and list(predictor.postprocess.steps) == steps
+    for value in (1, 2, 3):
+        before, after = [], []
+        for study, pred in acdc_raw:
+            for t, lab in pred.items():
+                ref = study.labels[t] == value
+                before.append(dice_score(lab == value, ref))
+                after.append(dice_score(predictor.postprocess(lab) == value, ref))
+        assert np.mean(after) >= np.mean(before) - 1e-9, (value, np.mean(before), np.mean(after))
 
 
 def test_sunnybrook_is_sane(sunnybrook_rows: list[dict[str, object]]) -> None:
