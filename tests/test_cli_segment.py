@@ -167,3 +167,18 @@ def test_segment_and_evaluate_acdc_batch_with_a_corrupt_study(acdc_dir: Path, tm
         if r["study"] == "patient009" and r["phase"] == "0" and r["slice"] == str(z) and r["name"] == "RV"
     )
     assert float(row["dice"]) == pytest.approx(_dice(pred[0, z] == 3, ref.labels[0][z] == 3), abs=1e-9)
+
+
+def test_segment_a_3d_nifti_frame(acdc_dir: Path, tmp_path: Path) -> None:
+    """A single 3D frame: labels in 3D on its grid, volumes and mass reported, EF stated as unavailable."""
+    study = read_ssl4mis_study(acdc_dir, "patient007")  # a validation patient
+    write_nifti(tmp_path / "p007_ed.nii.gz", study.image[0], spacing_mm=(10.0, 1.5, 1.5))
+    assert main(["segment", str(tmp_path / "p007_ed.nii.gz"), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    img = nib.load(tmp_path / "out" / "p007_ed" / "labels.nii.gz")
+    pred = np.transpose(np.asarray(img.dataobj), (2, 1, 0))
+    assert pred.shape == study.labels[0].shape
+    assert _dice(pred == 1, study.labels[0] == 1) > 0.9
+    idx = json.loads((tmp_path / "out" / "p007_ed" / "report.json").read_text())["indices"]
+    assert idx["lv_ef_percent"] is None and "single-phase" in idx["unavailable"]["lv_ef_percent"]
+    voxel_ml = 10.0 * 1.5 * 1.5 / 1000.0
+    assert idx["per_phase"][0]["lv_ml"] == pytest.approx((pred == 1).sum() * voxel_ml, rel=1e-6)

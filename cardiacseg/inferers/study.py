@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from cardiacseg.clinical.figures import plot_overlay, plot_volume_curve
-from cardiacseg.clinical.indices import compute_cardiac_indices
+from cardiacseg.clinical.indices import CardiacIndices, compute_cardiac_indices
 from cardiacseg.clinical.qc import quality_flags
 from cardiacseg.clinical.report import build_report, write_report
 from cardiacseg.clinical.slice_range import apply_slice_range
@@ -89,7 +89,7 @@ def segment_study(
     )
     counted, ranges = apply_slice_range(labels) if slice_range else (labels, {})
     predicted = study.with_labels(counted)
-    indices = compute_cardiac_indices(predicted)
+    indices = _indices(predicted)
     predicted = replace(predicted, ed_phase=indices.ed_phase, es_phase=indices.es_phase)
     flags = quality_flags(labels, indices, study.curation)
     settings = {
@@ -122,6 +122,28 @@ def segment_study(
     written += write_report(out, report, overwrite=overwrite)
     report["outputs"] = [str(p) for p in written]
     return report
+
+
+def _indices(study: CineStudy) -> CardiacIndices:
+    """Compute indices; a single phase gives volumes and mass only (ED/ES unknown)."""
+    if study.n_phases > 1:
+        return compute_cardiac_indices(study)
+    idx = compute_cardiac_indices(study.labels, study.spacing_mm, 0, 0)
+    why = "single-phase input: ED and ES unknown (see per_phase for this phase's volumes)"
+    cleared: tuple[str, ...] = ("lv_edv_ml", "lv_esv_ml", "lv_sv_ml", "lv_ef_percent")
+    cleared = (*cleared, "rv_edv_ml", "rv_esv_ml", "rv_sv_ml", "rv_ef_percent")
+    return replace(
+        idx,
+        unavailable={**idx.unavailable, **dict.fromkeys(cleared, why)},
+        lv_edv_ml=None,
+        lv_esv_ml=None,
+        lv_sv_ml=None,
+        lv_ef_percent=None,
+        rv_edv_ml=None,
+        rv_esv_ml=None,
+        rv_sv_ml=None,
+        rv_ef_percent=None,
+    )
 
 
 def _is_dicom(path: Path) -> bool:
