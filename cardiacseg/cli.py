@@ -57,6 +57,8 @@ def _predictor(args: argparse.Namespace) -> SlicePredictorT:
     kwargs: dict[str, object] = {"device": args.device, "batch_size": args.batch_size}
     if args.tta is not None:
         kwargs["tta"] = args.tta
+    if args.precision is not None:
+        kwargs["precision"] = args.precision
     if args.postprocess is not None:
         steps = [] if args.postprocess in ("none", "") else args.postprocess.split(",")
         kwargs["postprocess"] = PostProcessor(steps)
@@ -150,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--batch-size", type=int, default=32, help="slices per forward pass")
     seg.add_argument(
         "--tta", choices=["none", "flip", "flip_rot90"], help="test-time augmentation (default: the bundle's)"
+    )
+    seg.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        help="network arithmetic (default fp32; bf16 is about 2x faster on CPUs with native bfloat16)",
     )
     seg.add_argument(
         "--postprocess",

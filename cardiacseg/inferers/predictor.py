@@ -129,9 +129,11 @@ class SlicePredictor:
         tta: ``"none"``, ``"flip"`` (4 mirrored views) or ``"flip_rot90"`` (8 views); probabilities are
             averaged.
         postprocess: post-processing applied to the label maps by :meth:`predict` (``None``: none).
+        precision: ``"fp32"``, or ``"bf16"`` (autocast; about 2x faster on CPUs with native bfloat16,
+            e.g. AVX512-BF16 or AMX, and on GPUs; slower where bfloat16 is emulated).
 
     Raises:
-        ValueError: unknown TTA mode or no network.
+        ValueError: unknown TTA mode or precision, or no network.
 
     Example:
         >>> predictor = SlicePredictor.from_bundle("bundles/cardiac_cine_seg")  # doctest: +SKIP
@@ -148,12 +150,16 @@ class SlicePredictor:
         device: str | torch.device = "cpu",
         tta: str = "none",
         postprocess: PostProcessor | None = None,
+        precision: str = "fp32",
     ):
         nets = [network] if isinstance(network, nn.Module) else list(network)
         if not nets:
             raise ValueError("SlicePredictor needs at least one network")
         if tta not in TTA_MODES:
             raise ValueError(f"unknown TTA mode {tta!r}; choose from {TTA_MODES}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.precision = precision
         # channels-last: oneDNN's fastest CPU convolution layout (about 1.4x here), same fp32 results
         self.networks = [n.to(device).eval().to(memory_format=torch.channels_last) for n in nets]  # type: ignore[call-overload]
         self.network = self.networks[0]
@@ -220,6 +226,7 @@ class SlicePredictor:
             "target_spacing_mm": 1.5,
             "crop_size": 160,
             "tta": "none",
+            "precision": "fp32",
             "ensemble": ["models/model.pt"],
         }
         cfg = root / "configs" / "inference.json"
@@ -246,7 +253,9 @@ class SlicePredictor:
                 for net in self.networks:
                     views = _views(batch, self.tta)
                     inp = torch.cat(views).contiguous(memory_format=torch.channels_last)
-                    probs = torch.softmax(net(inp).float(), dim=1)
+                    with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+                        logits = net(inp)
+                    probs = torch.softmax(logits.float(), dim=1)
                     p = _unview(list(torch.split(probs, batch.shape[0])), self.tta)
                     acc = p if acc is None else acc + p
                 assert acc is not None

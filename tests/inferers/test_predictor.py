@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -106,3 +107,18 @@ def test_vectorised_normalisation_equals_the_training_transform(sunnybrook_dir: 
     x = torch.cat([x, torch.full((1, 1, *study.image.shape[2:]), 7.0)])  # a constant slice too
     ref = torch.stack([torch.as_tensor(PercentileNormalize(mode="zscore")(s)) for s in x])
     torch.testing.assert_close(percentile_zscore(x), ref.float(), atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_precision_agrees_with_fp32_on_a_real_study(sunnybrook_dir: Path) -> None:
+    from cardiacseg.io.readers import read_study
+
+    weights = Path(__file__).resolve().parents[2] / "bundles" / "cardiac_cine_seg" / "models" / "model.pt"
+    if not weights.exists():
+        pytest.skip("no shipped weights")
+    study = read_study(sunnybrook_dir / "dicoms" / "SCD0000101")
+    fp32 = SlicePredictor.from_checkpoint(weights).predict(study, [0])[0]
+    bf16 = SlicePredictor.from_checkpoint(weights, precision="bf16").predict(study, [0])[0]
+    for value in (1, 2, 3):
+        assert dice_score(bf16 == value, fp32 == value) > 0.97
+    with pytest.raises(ValueError, match="precision"):
+        SlicePredictor(_BrightIsLV(), precision="fp16")
