@@ -7,8 +7,8 @@ read it with cardiacseg's DICOM reader, segment every phase with the shipped wei
 NIfTI; each runs in its own subprocess (2 torch threads) so that its peak RSS is its own.
 
 - ours: ``segment_batch`` (what ``cardiacseg segment`` runs): resampling to 1.5 mm, label-free heart crop
-  of 160 x 160, all (phase, slice) pairs batched, report and PNGs written. Run with ``--tta none`` (the
-  speed configuration) and with the bundle's default settings.
+  of 160 x 160, all (phase, slice) pairs batched, post-processing, report and PNGs written. Run with
+  ``--tta none`` in fp32 and bf16 (the speed configurations) and with the bundle's defaults (flip TTA).
 - baseline: MONAI ``SliceInferer`` over the full 256 x 256 image, ``sw_batch_size=1``, one phase at a
   time, z-score per volume, argmax, NIfTI written with nibabel; no crop, no resampling.
 
@@ -50,12 +50,12 @@ def _dice_vs_expert(study_name: str, labels: dict[int, np.ndarray]) -> dict[str,
     return out
 
 
-def run_ours(study_name: str, tta: str | None, out_dir: Path) -> dict[str, float]:
+def run_ours(study_name: str, tta: str | None, precision: str, out_dir: Path) -> dict[str, float]:
     from cardiacseg.demo import shipped_bundle_path
     from cardiacseg.inferers import SlicePredictor, segment_batch
     from cardiacseg.io.nifti import read_nifti_array
 
-    kwargs = {} if tta is None else {"tta": tta}
+    kwargs = {"precision": precision} if tta is None else {"tta": tta, "precision": precision}
     t0 = time.perf_counter()
     predictor = SlicePredictor.from_bundle(shipped_bundle_path(), **kwargs)
     segment_batch([DATA / "dicoms" / study_name], out_dir, predictor, progress=False)
@@ -100,8 +100,9 @@ def _child(kind: str, study_name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if kind == "baseline":
             res = run_baseline(study_name, Path(tmp))
-        else:
-            res = run_ours(study_name, None if kind == "ours_default" else kind.split(":")[1], Path(tmp))
+        else:  # "ours:<tta or default>:<precision>"
+            _, tta, precision = kind.split(":")
+            res = run_ours(study_name, None if tta == "default" else tta, precision, Path(tmp))
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print("RESULT " + json.dumps(res))
 
@@ -158,7 +159,9 @@ def main() -> None:
     if args.child:
         _child(args.child, args.study)
         return
-    runs: dict[str, list[dict[str, float]]] = {"baseline": [], "ours:none": [], "ours_default": []}
+    runs: dict[str, list[dict[str, float]]] = {
+        k: [] for k in ("baseline", "ours:none:fp32", "ours:none:bf16", "ours:default:fp32")
+    }
     for _ in range(args.repeats):  # interleaved, best of N
         for kind in runs:
             runs[kind].append(_spawn(kind, args.study))
@@ -174,9 +177,10 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     names = {
-        "baseline": "plain MONAI SliceInferer, full image, batch 1",
-        "ours:none": "cardiacseg segment --tta none",
-        "ours_default": "cardiacseg segment (bundle defaults)",
+        "baseline": "plain MONAI SliceInferer, full image, batch 1 (fp32)",
+        "ours:none:fp32": "cardiacseg segment --tta none",
+        "ours:none:bf16": "cardiacseg segment --tta none --precision bf16",
+        "ours:default:fp32": "cardiacseg segment (bundle defaults: flip TTA, fp32)",
     }
     for k, r in best.items():
         lines.append(
