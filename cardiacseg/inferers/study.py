@@ -161,6 +161,11 @@ def _is_nifti(path: Path) -> bool:
     return path.name.lower().endswith((".nii", ".nii.gz"))
 
 
+def _is_label_file(path: Path) -> bool:
+    name = path.name.lower()
+    return name.startswith("labels.nii") or name.endswith(("_gt.nii", "_gt.nii.gz"))
+
+
 def _study_name(path: Path) -> str:
     name = path.name
     for ext in (".nii.gz", ".nii"):
@@ -169,16 +174,20 @@ def _study_name(path: Path) -> str:
     return name
 
 
-def discover_studies(inputs: Sequence[PathLike], max_depth: int = 3) -> list[tuple[str, Path]]:
+def discover_studies(
+    inputs: Sequence[PathLike], max_depth: int = 3, exclude: Sequence[PathLike] = ()
+) -> list[tuple[str, Path]]:
     """Resolve command-line inputs into ``(name, path)`` studies.
 
     A NIfTI file, a folder with an ACDC ``Info.cfg``, or a folder holding DICOM files is one study; any
-    other folder is a collection whose entries are searched (up to ``max_depth`` levels). Names are the
-    file or folder names, made unique with a numeric suffix.
+    other folder is a collection whose entries are searched (up to ``max_depth`` levels). Label files
+    (``*_gt.nii.gz``, ``labels.nii.gz``) are not studies. Names are the file or folder names, made unique
+    with a numeric suffix.
 
     Args:
         inputs: paths given by the user.
         max_depth: how deep to search collections.
+        exclude: folders not to search (e.g. the output folder inside an input folder).
 
     Returns:
         The studies in a stable (sorted) order.
@@ -192,10 +201,13 @@ def discover_studies(inputs: Sequence[PathLike], max_depth: int = 3) -> list[tup
 
     """
     found: list[Path] = []
+    skip = {Path(e).resolve() for e in exclude}
 
     def visit(p: Path, depth: int) -> None:
+        if p.resolve() in skip:
+            return
         if p.is_file():
-            if _is_nifti(p):
+            if _is_nifti(p) and not _is_label_file(p):
                 found.append(p)
             return
         if (p / "Info.cfg").exists():
@@ -300,7 +312,7 @@ def segment_batch(
     """
     from tqdm import tqdm
 
-    studies = discover_studies(inputs)
+    studies = discover_studies(inputs, exclude=[output_dir])
     if not studies:
         raise ValueError(
             f"no study (DICOM folder, ACDC folder, NIfTI file) found in {[str(i) for i in inputs]}"
