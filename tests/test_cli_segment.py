@@ -146,6 +146,19 @@ def test_segment_and_evaluate_acdc_batch_with_a_corrupt_study(acdc_dir: Path, tm
     assert (out / "errors" / "broken.txt").exists()
     assert summary["patient004"]["status"] == summary["patient009"]["status"] == "done"
 
+    for pid in ("patient004", "patient009"):  # EF recomputed from the written masks (no spacing: no mL)
+        report = json.loads((out / pid / "report.json").read_text())
+        labels = np.transpose(np.asarray(nib.load(out / pid / "labels.nii.gz").dataobj), (3, 2, 1, 0))
+        assert labels.shape[0] == 2 and report["indices"]["lv_edv_ml"] is None
+        counts = []
+        for t in (0, 1):  # the ACDC layout states ED = frame 0, ES = frame 1 here
+            first, last = report["lv_slice_range"][str(t)]
+            counts.append(float((labels[t, first : last + 1] == 1).sum()))
+        assert report["indices"]["ed_phase"] == 0 and report["indices"]["es_phase"] == 1
+        assert report["indices"]["lv_ef_percent"] == pytest.approx(
+            100 * (1 - counts[1] / counts[0]), rel=1e-9
+        )
+
     ev = tmp_path / "eval"
     assert main(["evaluate", str(out), str(studies), "-o", str(ev)]) == 0
     metrics = list(csv.DictReader((ev / "metrics.csv").open()))
