@@ -166,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument(
         "--slice-range",
         choices=["segmentation", "all"],
-        default="segmentation",
-        help="slices counted in LV volumes: inside the LV by the segmentation rule (default) or all",
+        default="all",
+        help="slices counted in LV volumes: all (default) or those inside the LV by the segmentation rule",
     )
     seg.add_argument("--no-figures", action="store_true", help="do not write the PNGs")
     seg.add_argument("--overwrite", action="store_true", help="re-segment finished studies")

