@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ def test_2d_only_networks_refuse_3d(name: str) -> None:
 
 @pytest.mark.parametrize("name", NETWORKS)
 def test_gradient_reaches_every_trainable_parameter(name: str) -> None:
+    # seeded: stochastic depth (Swin) may drop a whole residual branch for a small batch
+    torch.manual_seed(0)
     net = get_network(name, 2, 1, _out(name), **SMALL.get(name, {})).train()
     size = 224 if name == "swin_unet" else 64
     y = net(torch.rand(2, 1, size, size))
@@ -70,9 +73,20 @@ def test_gradient_reaches_every_trainable_parameter(name: str) -> None:
     params = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
     missing = [n for n, p in params if p.grad is None]
     assert not missing, missing[:5]
-    zero = [n for n, p in params if float(p.grad.abs().sum()) == 0.0]  # type: ignore[union-attr]
-    # a bias right before a batch norm has an identically zero gradient; nothing else may
-    assert len(zero) <= 0.01 * len(params), zero[:5]
+    zero = {n for n, p in params if float(p.grad.abs().sum()) == 0.0}  # type: ignore[union-attr]
+    # a bias right before a batch norm has an analytically zero gradient; nothing else may
+    assert zero <= _biases_before_batch_norm(net), sorted(zero)[:5]
+
+
+def _biases_before_batch_norm(net: torch.nn.Module) -> set[str]:
+    """Names of conv/linear biases whose next leaf module (definition order) is a batch norm."""
+    leaves = [(n, m) for n, m in net.named_modules() if not list(m.children())]
+    exempt = set()
+    for (name, mod), (_, nxt) in itertools.pairwise(leaves):
+        bias = getattr(mod, "bias", None)
+        if isinstance(bias, torch.Tensor) and isinstance(nxt, torch.nn.modules.batchnorm._BatchNorm):
+            exempt.add(f"{name}.bias")
+    return exempt
 
 
 @pytest.mark.parametrize("name", NETWORKS)
