@@ -8,9 +8,17 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from cardiacseg.config import as_bool
 from cardiacseg.networks.weights import freeze, unfreeze
 
-__all__ = ["ResumableCheckpoint", "StagedTransfer", "first_loss", "mlflow_handler"]
+__all__ = [
+    "ResumableCheckpoint",
+    "StagedTransfer",
+    "as_bool",
+    "first_loss",
+    "mlflow_handler",
+    "mlflow_run_name",
+]
 
 
 class StagedTransfer:
@@ -62,7 +70,7 @@ def mlflow_handler(
     run_name: str | None = None,
     params: dict[str, Any] | None = None,
     artifacts: Sequence[str] | None = None,
-    enabled: bool = True,
+    enabled: bool | str = True,
     trainer: Any = None,
 ) -> Any:
     """MONAI's ``MLFlowHandler`` when MLflow is installed and tracking is enabled, else ``None``.
@@ -74,22 +82,28 @@ def mlflow_handler(
         tracking_uri: a local SQLite store (``sqlite:///path/mlruns.db``; artifacts go beside it, in
             ``artifacts/``) or a tracking server URI.
         experiment_name: MLflow experiment.
-        run_name: MLflow run name.
+        run_name: MLflow run name. An unfinished run of this name (a killed training) is continued; give
+            each training its own name (:func:`mlflow_run_name`), since MONAI's handler otherwise continues
+            the latest unfinished run of the experiment, whatever its parameters.
         params: parameters to record.
         artifacts: files to upload at the end.
-        enabled: switch tracking off.
+        enabled: switch tracking off (a bool, or ``"true"``/``"false"``/``"1"``/``"0"``/``"yes"``/``"no"``
+            as given on the ``monai.bundle run`` command line).
         trainer: for a handler attached to the validation evaluator: the trainer, whose epoch numbers the
             validation metrics are logged under (no per-iteration logging then).
 
     Returns:
         The handler (attach it with ``.attach(trainer)``), or ``None``.
 
+    Raises:
+        ValueError: ``enabled`` is a string that is not a boolean word.
+
     Example:
-        >>> mlflow_handler("sqlite:////tmp/mlruns/mlruns.db", enabled=False) is None
+        >>> mlflow_handler("sqlite:////tmp/mlruns/mlruns.db", enabled="false") is None
         True
 
     """
-    if not enabled:
+    if not as_bool(enabled):
         return None
     try:
         import mlflow  # noqa: F401
@@ -122,6 +136,34 @@ def mlflow_handler(
         tag_name="train_loss",
         close_on_complete=trainer is None,
     )
+
+
+def mlflow_run_name(ckpt_dir: str, params: dict[str, Any] | None = None) -> str:
+    """Name the MLflow run of one training after its checkpoint folder and its parameters.
+
+    A training resumed from the same folder with the same parameters continues its MLflow run; a training
+    with other parameters, or another folder, gets a new run (MLflow refuses to change a logged parameter).
+
+    Args:
+        ckpt_dir: the training's checkpoint folder.
+        params: the parameters logged for it.
+
+    Returns:
+        ``"<folder name>-<8 hex digits>"``.
+
+    Example:
+        >>> a = mlflow_run_name("/runs/unet", {"epochs": 8})
+        >>> a.startswith("unet-"), a == mlflow_run_name("/runs/unet", {"epochs": 10})
+        (True, False)
+
+    """
+    import hashlib
+    import json
+    import os
+
+    folder = os.path.abspath(str(ckpt_dir))
+    key = json.dumps([folder, params or {}], sort_keys=True, default=str)
+    return f"{os.path.basename(folder)}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
 def first_loss(output: Any) -> Any:
@@ -198,7 +240,7 @@ class ResumableCheckpoint:
         lr_scheduler: Any = None,
         transform: Any = None,
         filename: str = "last.pt",
-        resume: bool = True,
+        resume: bool | str = True,
     ):
         from pathlib import Path
 
@@ -207,7 +249,7 @@ class ResumableCheckpoint:
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.transform = transform
-        self.resume = resume
+        self.resume = as_bool(resume)
         self.resumed_from: int | None = None
 
     def attach(self, engine: Any) -> None:

@@ -116,6 +116,68 @@ def _unview(outs: list[torch.Tensor], mode: str) -> torch.Tensor:
     return torch.stack(undone).mean(0)
 
 
+def _bilinear_weights(n_out: int, n_in: int, scale: float, offset: float) -> torch.Tensor:
+    """``(n_out, n_in)`` linear-interpolation matrix for source coordinate ``scale * i + offset``.
+
+    Rows whose source coordinate falls outside ``[0, n_in - 1]`` are zero (no coverage).
+    """
+    c = torch.arange(n_out, dtype=torch.float64) * scale + offset
+    inside = (c >= -1e-6) & (c <= n_in - 1 + 1e-6)
+    c = c.clamp(0, n_in - 1)
+    lo = c.floor().long().clamp(max=max(n_in - 2, 0))
+    frac = c - lo
+    w = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out)
+    w[rows, lo] = 1 - frac
+    if n_in > 1:
+        w[rows, lo + 1] += frac
+    w[~inside] = 0
+    return w.float()
+
+
+def _axis_aligned_map(
+    in_affine: torch.Tensor, crop_affine: torch.Tensor, in_shape: tuple[int, int], crop_shape: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Interpolation matrices from the crop grid back to the input grid, when the map is axis-aligned.
+
+    The input-voxel to crop-voxel map is ``inv(crop_affine) @ in_affine``; when it only scales and shifts
+    each in-plane axis and leaves the slice axis alone (true for in-plane resampling and cropping), bilinear
+    interpolation separates into one matrix per axis.
+
+    Returns:
+        ``(wx, wy)``: ``(X_in, X_crop)`` and ``(Y_in, Y_crop)``, or ``None`` when the map is not axis-aligned.
+
+    """
+    m = torch.linalg.inv(crop_affine.double()) @ in_affine.double()
+    off = m[:3, :3] - torch.diag(torch.diagonal(m[:3, :3]))
+    if float(off.abs().max()) > 1e-6 or abs(float(m[2, 2]) - 1) > 1e-6 or abs(float(m[2, 3])) > 1e-6:
+        return None
+    wx = _bilinear_weights(in_shape[0], crop_shape[0], float(m[0, 0]), float(m[0, 3]))
+    wy = _bilinear_weights(in_shape[1], crop_shape[1], float(m[1, 1]), float(m[1, 3]))
+    return wx, wy
+
+
+def _separable_resample(probs: torch.Tensor, wx: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
+    """Map crop-grid probabilities ``(G, C, Xc, Yc, Z)`` to the input grid as ``(G, C, Z, Y, X)``.
+
+    Only the footprint of the crop is computed; outside it, background has probability 1.
+    """
+    g, c, _, _, z = probs.shape
+    out = torch.zeros(g, c, z, wy.shape[0], wx.shape[0])
+    out[:, 0] = 1.0
+    rx = torch.nonzero(wx.sum(1) > 0).flatten()
+    ry = torch.nonzero(wy.sum(1) > 0).flatten()
+    if len(rx) == 0 or len(ry) == 0:
+        return out
+    x0, x1, y0, y1 = int(rx[0]), int(rx[-1]) + 1, int(ry[0]), int(ry[-1]) + 1
+    p = probs.permute(0, 1, 4, 3, 2).float()  # (G, C, Z, Yc, Xc)
+    box = wy[y0:y1] @ p @ wx[x0:x1].T  # (G, C, Z, y1-y0, x1-x0)
+    cover = wy[y0:y1].sum(1)[:, None] * wx[x0:x1].sum(1)[None, :]
+    box[:, 0] += 1.0 - cover
+    out[..., y0:y1, x0:x1] = box
+    return out
+
+
 class SlicePredictor:
     """Predict LV/MYO/RV label maps of cine studies with a 2D segmentation network or an ensemble.
 
@@ -281,6 +343,8 @@ class SlicePredictor:
             if px != self.target_spacing_mm:  # a large matrix of unknown spacing: assume the field of view
                 study = replace(study, spacing_mm=(1.0, px, px), affine=None, labels={}, annotated_slices={})
         img: torch.Tensor = study_to_metatensor(study)
+        in_affine = torch.as_tensor(img.affine).clone()  # type: ignore[attr-defined]
+        in_shape = (int(img.shape[1]), int(img.shape[2]))
         spacing = inplane_spacing_mm(img)
         resample = None
         if self.target_spacing_mm is not None and spacing is not None:
@@ -296,6 +360,14 @@ class SlicePredictor:
         slices = percentile_zscore(slices)
         probs = self._forward(slices).reshape(len(sel), z, 4, x, y).permute(0, 2, 3, 4, 1)  # (T, 4, X, Y, Z)
         out: dict[int, np.ndarray] = {}
+        axes = _axis_aligned_map(in_affine, cropped.affine, in_shape, (x, y))
+        if axes is not None:  # in-plane scaling + shift only: exact bilinear inversion as two matmuls
+            wx, wy = axes
+            for g0 in range(0, len(sel), _INVERT_GROUP):
+                group = _separable_resample(probs[g0 : g0 + _INVERT_GROUP], wx, wy)  # (G, 4, Z, Y, X)
+                for k in range(group.shape[0]):
+                    out[sel[g0 + k]] = group[k].numpy()
+            return out
         meta = {key: v for key, v in cropped.meta.items() if key != "affine"}
         for g0 in range(0, len(sel), _INVERT_GROUP):
             group = probs[g0 : g0 + _INVERT_GROUP]  # phases inverted together as channels

@@ -22,6 +22,7 @@ from cardiacseg.clinical.indices import CardiacIndices, compute_cardiac_indices
 from cardiacseg.clinical.qc import quality_flags
 from cardiacseg.clinical.report import build_report, write_report
 from cardiacseg.clinical.slice_range import apply_slice_range
+from cardiacseg.config import as_bool
 from cardiacseg.inferers.predictor import SlicePredictor
 from cardiacseg.io.atomic import atomic_write_text
 from cardiacseg.io.nifti import write_nifti
@@ -39,7 +40,7 @@ def segment_study(
     input_path: PathLike | CineStudy,
     output_dir: PathLike,
     predictor: SlicePredictor,
-    overwrite: bool = False,
+    overwrite: bool | str = False,
     slice_range: bool = False,
     figures: bool = True,
 ) -> dict[str, Any]:
@@ -72,6 +73,7 @@ def segment_study(
         >>> segment_study("dicoms/SCD0000101", "out/SCD0000101", predictor)  # doctest: +SKIP
 
     """
+    overwrite = as_bool(overwrite)  # "false" from a bundle command line is a string
     study = input_path if isinstance(input_path, CineStudy) else read_study(input_path)
     out = Path(output_dir)
     if not overwrite:
