@@ -15,6 +15,9 @@ from cardiacseg.typing import PathLike
 
 __all__ = ["LABEL_COLOURS", "plot_bland_altman", "plot_overlay", "plot_volume_curve"]
 
+#: PNG encoder settings: fast zlib level (files about 1.3x larger, written about 4x faster).
+_PNG = {"compress_level": 1}
+
 #: Contour colour of each structure.
 LABEL_COLOURS = {CardiacLabel.LV: "#ff3030", CardiacLabel.MYO: "#30ff30", CardiacLabel.RV: "#3080ff"}
 
@@ -110,7 +113,7 @@ def plot_overlay(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95), h_pad=1.5)
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), overwrite=overwrite)
+    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", pil_kwargs=_PNG), overwrite=overwrite)
     plt.close(fig)
     return out
 
@@ -174,7 +177,7 @@ def plot_volume_curve(
     ax.legend(fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), overwrite=overwrite)
+    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", pil_kwargs=_PNG), overwrite=overwrite)
     plt.close(fig)
     return out
 
@@ -234,6 +237,6 @@ def plot_bland_altman(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), overwrite=overwrite)
+    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", pil_kwargs=_PNG), overwrite=overwrite)
     plt.close(fig)
     return out

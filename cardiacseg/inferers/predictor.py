@@ -116,6 +116,28 @@ def _unview(outs: list[torch.Tensor], mode: str) -> torch.Tensor:
     return torch.stack(undone).mean(0)
 
 
+#: Width (pixels at the target spacing) of the crop's border band that triggers the fallback crop.
+_BORDER_PX = 3
+
+
+def _touches_border(probs: torch.Tensor) -> bool:
+    """Whether predicted foreground of ``(T, C, X, Y, Z)`` probabilities lies in the crop's border band."""
+    fg = (probs.argmax(1) > 0).any(0).any(-1)  # (X, Y)
+    b = _BORDER_PX
+    return bool(fg[:b].any() or fg[-b:].any() or fg[:, :b].any() or fg[:, -b:].any())
+
+
+def _foreground_centre_in(
+    img: torch.Tensor, cropped: torch.Tensor, probs: torch.Tensor
+) -> tuple[float, float]:
+    """Centre of the predicted foreground's bounding box, in voxels of the uncropped image."""
+    fg = (probs.argmax(1) > 0).any(0).any(-1)  # (X, Y) on the crop
+    xs, ys = torch.nonzero(fg, as_tuple=True)
+    m = torch.linalg.inv(torch.as_tensor(img.affine).double()) @ torch.as_tensor(cropped.affine).double()  # type: ignore[attr-defined]
+    cx, cy = (float(xs.min() + xs.max()) / 2.0, float(ys.min() + ys.max()) / 2.0)
+    return float(m[0, 0] * cx + m[0, 3]), float(m[1, 1] * cy + m[1, 3])
+
+
 def _bilinear_weights(n_out: int, n_in: int, scale: float, offset: float) -> torch.Tensor:
     """``(n_out, n_in)`` linear-interpolation matrix for source coordinate ``scale * i + offset``.
 
@@ -186,6 +208,9 @@ class SlicePredictor:
             softmax outputs are averaged).
         target_spacing_mm: in-plane spacing the network was trained at (``None``: no resampling).
         crop_size: side of the heart crop in pixels at the target spacing.
+        crop_fallback_size: when set, a prediction whose foreground reaches the border of the crop (the
+            heart may extend beyond it: a large heart, or an off-centre localisation) is redone with a crop
+            of this side, centred on the predicted heart. Lets a small, fast ``crop_size`` be used safely.
         batch_size: slices per forward pass.
         device: torch device.
         tta: ``"none"``, ``"flip"`` (4 mirrored views) or ``"flip_rot90"`` (8 views); probabilities are
@@ -210,6 +235,7 @@ class SlicePredictor:
         crop_size: int = 160,
         batch_size: int = 32,
         device: str | torch.device = "cpu",
+        crop_fallback_size: int | None = None,
         tta: str = "none",
         postprocess: PostProcessor | None = None,
         precision: str = "fp32",
@@ -229,6 +255,9 @@ class SlicePredictor:
         self.postprocess = postprocess
         self.target_spacing_mm = target_spacing_mm
         self.crop_size = crop_size
+        self.crop_fallback_size = crop_fallback_size
+        #: crop side used for the last study (``crop_size``, or ``crop_fallback_size`` after a fallback)
+        self.last_crop_size: int | None = None
         self.batch_size = batch_size
         self.device = torch.device(device)
 
@@ -287,6 +316,7 @@ class SlicePredictor:
             "network_name": "unet",
             "target_spacing_mm": 1.5,
             "crop_size": 160,
+            "crop_fallback_size": None,
             "tta": "none",
             "precision": "fp32",
             "ensemble": ["models/model.pt"],
@@ -350,15 +380,24 @@ class SlicePredictor:
         if self.target_spacing_mm is not None and spacing is not None:
             resample = InPlaneSpacing(self.target_spacing_mm, mode="bilinear")  # torch; inverse likewise
             img = resample(img)
-        crop = HeartCrop((self.crop_size, self.crop_size))
+        size = self.crop_size
+        crop = HeartCrop((size, size))
         centre, _ = crop.find_centre(img)
-        cropped = crop(img, centre=centre)
-        assert isinstance(cropped, MetaTensor)
-        _, x, y, z = cropped.shape
-        arr = cropped.as_tensor()[sel]  # (T, X, Y, Z)
-        slices = arr.permute(0, 3, 1, 2).reshape(-1, 1, x, y).clone()
-        slices = percentile_zscore(slices)
-        probs = self._forward(slices).reshape(len(sel), z, 4, x, y).permute(0, 2, 3, 4, 1)  # (T, 4, X, Y, Z)
+        while True:
+            cropped = crop(img, centre=centre)
+            assert isinstance(cropped, MetaTensor)
+            _, x, y, z = cropped.shape
+            arr = cropped.as_tensor()[sel]  # (T, X, Y, Z)
+            slices = arr.permute(0, 3, 1, 2).reshape(-1, 1, x, y).clone()
+            slices = percentile_zscore(slices)
+            probs = self._forward(slices).reshape(len(sel), z, 4, x, y).permute(0, 2, 3, 4, 1)  # (T,4,X,Y,Z)
+            fallback = self.crop_fallback_size
+            if fallback is None or fallback <= size or not _touches_border(probs):
+                break
+            centre = _foreground_centre_in(img, cropped, probs)
+            size = fallback
+            crop = HeartCrop((size, size))
+        self.last_crop_size = size
         out: dict[int, np.ndarray] = {}
         axes = _axis_aligned_map(in_affine, cropped.affine, in_shape, (x, y))
         if axes is not None:  # in-plane scaling + shift only: exact bilinear inversion as two matmuls

@@ -126,3 +126,21 @@ def test_largest_component_equals_monai_on_real_predictions(sunnybrook_dir: Path
         np.testing.assert_array_equal(keep_largest_component_slice(lab), ref)
     # the masks really had extra components
     assert any((keep_largest_component_slice(lab) != lab).any() for lab in labels.values())
+
+
+def test_postprocessor_box_equals_steps_on_the_whole_matrix() -> None:
+    """PostProcessor works on the foreground's bounding box; the result equals the steps on the full map."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        lab = np.zeros((4, 64, 72), np.uint8)
+        for value in (1, 2, 3):  # random blobs of each class, some touching the matrix border
+            for _ in range(rng.integers(1, 5)):
+                z, y, x = rng.integers(0, 4), rng.integers(0, 64), rng.integers(0, 72)
+                lab[z, max(y - 6, 0) : y + 6, max(x - 6, 0) : x + 6] = value
+        lab[1, 30:34, 30:34] = 0  # a hole
+        pp = PostProcessor(list(STEPS))
+        direct = lab.copy()
+        for name in pp.steps:
+            direct = STEPS[name](direct, (8.0, 1.5, 1.5))
+        np.testing.assert_array_equal(pp(lab, (8.0, 1.5, 1.5)), direct)
+    assert not PostProcessor(list(STEPS))(np.zeros((2, 8, 8), np.uint8)).any()
