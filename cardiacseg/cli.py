@@ -47,6 +47,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``cardiacseg segment --fast``: one view, bfloat16, a 128-pixel (192 mm) crop that falls back to
+#: 192 pixels when the heart reaches its border. On the 15 ACDC validation patients and both Sunnybrook
+#: studies the smaller crop changed mean 3D Dice by at most 0.002 per class (docs/inference.md).
+FAST_PRESET: dict[str, object] = {
+    "tta": "none",
+    "precision": "bf16",
+    "crop_size": 128,
+    "crop_fallback_size": 192,
+}
+
+
 def _predictor(args: argparse.Namespace) -> SlicePredictorT:
     from pathlib import Path
 
@@ -55,6 +66,12 @@ def _predictor(args: argparse.Namespace) -> SlicePredictorT:
     from cardiacseg.postprocess import PostProcessor
 
     kwargs: dict[str, object] = {"device": args.device, "batch_size": args.batch_size}
+    if args.fast:  # the benchmarked speed preset; explicit options below take precedence
+        kwargs.update(FAST_PRESET)
+    if args.crop_size is not None:
+        kwargs["crop_size"] = args.crop_size
+    if args.crop_fallback is not None:
+        kwargs["crop_fallback_size"] = args.crop_fallback or None
     if args.tta is not None:
         kwargs["tta"] = args.tta
     if args.precision is not None:
@@ -157,6 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=["fp32", "bf16"],
         help="network arithmetic (default fp32; bf16 is about 2x faster on CPUs with native bfloat16)",
+    )
+    seg.add_argument(
+        "--crop-size",
+        type=int,
+        help="heart crop side in pixels at the model's spacing (default: the bundle's)",
+    )
+    seg.add_argument(
+        "--crop-fallback",
+        type=int,
+        help="redo a study with a crop of this side when its heart reaches the crop border (0: never; "
+        "default: the bundle's)",
+    )
+    seg.add_argument(
+        "--fast",
+        action="store_true",
+        help="speed preset: --tta none --precision bf16 --crop-size 128 --crop-fallback 192 (about 3x "
+        "faster than plain slice-wise inference on a 2-core CPU with native bfloat16; see docs/inference.md)",
     )
     seg.add_argument(
         "--postprocess",

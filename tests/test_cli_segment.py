@@ -199,3 +199,17 @@ def test_segment_a_3d_nifti_frame(acdc_dir: Path, tmp_path: Path) -> None:
     assert idx["lv_ef_percent"] is None and "single-phase" in idx["unavailable"]["lv_ef_percent"]
     voxel_ml = 10.0 * 1.5 * 1.5 / 1000.0
     assert idx["per_phase"][0]["lv_ml"] == pytest.approx((pred == 1).sum() * voxel_ml, rel=1e-6)
+
+
+def test_fast_preset_and_explicit_options_reach_the_predictor() -> None:
+    from cardiacseg.cli import FAST_PRESET, _predictor, build_parser
+
+    fast = _predictor(build_parser().parse_args(["segment", "x", "-o", "y", "--fast"]))
+    got = {"tta": fast.tta, "precision": fast.precision, "crop_size": fast.crop_size}
+    assert got == {k: FAST_PRESET[k] for k in got}
+    assert fast.crop_fallback_size == FAST_PRESET["crop_fallback_size"]
+    argv = ["segment", "x", "-o", "y", "--fast", "--tta", "flip", "--crop-fallback", "0"]
+    mixed = _predictor(build_parser().parse_args(argv))
+    assert (mixed.tta, mixed.crop_fallback_size, mixed.crop_size) == ("flip", None, 128)
+    default = _predictor(build_parser().parse_args(["segment", "x", "-o", "y"]))
+    assert (default.crop_size, default.crop_fallback_size) == (160, 192)  # the bundle's inference.json

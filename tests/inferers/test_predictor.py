@@ -150,6 +150,30 @@ def test_separable_inversion_equals_monai_inverse_on_a_real_study(sunnybrook_dir
         assert np.array_equal(fast[t].argmax(0), reference[t].argmax(0))
 
 
+def test_crop_fallback_when_the_heart_reaches_the_crop_border(sunnybrook_dir: Path) -> None:
+    """A crop too small for the heart (96 mm) is detected and redone larger; a fitting crop is kept."""
+    from cardiacseg.io.sunnybrook import read_sunnybrook_study
+
+    weights = Path(__file__).resolve().parents[2] / "bundles" / "cardiac_cine_seg" / "models" / "model.pt"
+    if not weights.exists():
+        pytest.skip("no shipped weights")
+    expert = read_sunnybrook_study(
+        sunnybrook_dir / "dicoms" / "SCD0000101", sunnybrook_dir / "contourfiles" / "SC-HF-I-1"
+    )
+    ed = expert.ed_phase
+    assert ed is not None
+    z = list(expert.annotated_slices[ed])
+    small = SlicePredictor.from_checkpoint(weights, crop_size=64, crop_fallback_size=160)
+    fitting = SlicePredictor.from_checkpoint(weights, crop_size=160, crop_fallback_size=192)
+    no_fallback = SlicePredictor.from_checkpoint(weights, crop_size=64)
+    redone, kept, cut = (p.predict(expert, [ed])[ed] for p in (small, fitting, no_fallback))
+    assert (small.last_crop_size, fitting.last_crop_size, no_fallback.last_crop_size) == (160, 160, 64)
+    truth = expert.labels[ed][z] == CardiacLabel.LV
+    assert dice_score(redone[z] == CardiacLabel.LV, truth) > 0.9
+    assert dice_score(redone == CardiacLabel.LV, kept == CardiacLabel.LV) > 0.95  # another centre
+    assert dice_score(cut[z] > 0, expert.labels[ed][z] > 0) < dice_score(redone[z] > 0, kept[z] > 0)
+
+
 def test_discover_studies_layouts(tmp_path: Path) -> None:
     """DICOM folders, ACDC folders and NIfTI files are studies; label files and the output folder are not."""
     from cardiacseg.inferers import discover_studies
