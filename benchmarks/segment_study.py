@@ -7,8 +7,9 @@ read it with cardiacseg's DICOM reader, segment every phase with the shipped wei
 NIfTI; each runs in its own subprocess (2 torch threads) so that its peak RSS is its own.
 
 - ours: ``segment_batch`` (what ``cardiacseg segment`` runs): resampling to 1.5 mm, label-free heart crop
-  of 160 x 160, all (phase, slice) pairs batched, post-processing, report and PNGs written. Run with
-  ``--tta none`` in fp32 and bf16 (the speed configurations) and with the bundle's defaults (flip TTA).
+  (160 x 160 by default, 128 x 128 with a 192 fallback in ``--fast``), all (phase, slice) pairs batched,
+  post-processing, report and PNGs written. Run as ``--fast``, with single options of it, and with the
+  bundle's defaults (flip TTA).
 - baseline: MONAI ``SliceInferer`` over the full 256 x 256 image, ``sw_batch_size=1``, one phase at a
   time, z-score per volume, argmax, NIfTI written with nibabel; no crop, no resampling.
 
@@ -50,12 +51,11 @@ def _dice_vs_expert(study_name: str, labels: dict[int, np.ndarray]) -> dict[str,
     return out
 
 
-def run_ours(study_name: str, tta: str | None, precision: str, out_dir: Path) -> dict[str, float]:
+def run_ours(study_name: str, kwargs: dict[str, object], out_dir: Path) -> dict[str, float]:
     from cardiacseg.demo import shipped_bundle_path
     from cardiacseg.inferers import SlicePredictor, segment_batch
     from cardiacseg.io.nifti import read_nifti_array
 
-    kwargs = {"precision": precision} if tta is None else {"tta": tta, "precision": precision}
     t0 = time.perf_counter()
     predictor = SlicePredictor.from_bundle(shipped_bundle_path(), **kwargs)
     segment_batch([DATA / "dicoms" / study_name], out_dir, predictor, progress=False)
@@ -100,9 +100,8 @@ def _child(kind: str, study_name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if kind == "baseline":
             res = run_baseline(study_name, Path(tmp))
-        else:  # "ours:<tta or default>:<precision>"
-            _, tta, precision = kind.split(":")
-            res = run_ours(study_name, None if tta == "default" else tta, precision, Path(tmp))
+        else:  # "ours:<predictor options as JSON>"
+            res = run_ours(study_name, json.loads(kind[len("ours:") :]), Path(tmp))
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print("RESULT " + json.dumps(res))
 
@@ -130,7 +129,7 @@ def _flop_floor(study_name: str) -> dict[str, float]:
     net = get_network("unet", 2, 1, 4).eval()
     flops = {}
     with torch.inference_mode():
-        for side in (160, 256):
+        for side in (128, 160, 256):
             counter = FlopCounterMode(display=False)
             with counter:
                 net(torch.zeros(1, 1, side, side))
@@ -143,9 +142,11 @@ def _flop_floor(study_name: str) -> dict[str, float]:
         rate = 5 * 2 * 2048**3 / (time.perf_counter() - t0)
     return {
         "gflops_ours": flops[160] / 1e9,
+        "gflops_fast": flops[128] / 1e9,
         "gflops_baseline": flops[256] / 1e9,
         "cpu_gflops_per_s": rate / 1e9,
         "floor_ours_s": flops[160] / rate,
+        "floor_fast_s": flops[128] / rate,
         "floor_baseline_s": flops[256] / rate,
     }
 
@@ -159,9 +160,19 @@ def main() -> None:
     if args.child:
         _child(args.child, args.study)
         return
-    runs: dict[str, list[dict[str, float]]] = {
-        k: [] for k in ("baseline", "ours:none:fp32", "ours:none:bf16", "ours:default:fp32")
+    from cardiacseg.cli import FAST_PRESET
+
+    configs = {
+        "baseline": "plain MONAI SliceInferer, full image, batch 1 (fp32)",
+        "ours:"
+        + json.dumps(FAST_PRESET): "cardiacseg segment --fast (one view, bf16, 128-px crop, fallback 192)",
+        'ours:{"tta": "none", "crop_size": 128, "crop_fallback_size": 192}': "cardiacseg segment --tta none "
+        "--crop-size 128 (fp32)",
+        'ours:{"tta": "none", "precision": "bf16"}': "cardiacseg segment --tta none --precision bf16 (160-px crop)",
+        'ours:{"tta": "none"}': "cardiacseg segment --tta none (fp32, 160-px crop)",
+        "ours:{}": "cardiacseg segment (bundle defaults: flip TTA, fp32, 160-px crop)",
     }
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in configs}
     for _ in range(args.repeats):  # interleaved, best of N
         for kind in runs:
             runs[kind].append(_spawn(kind, args.study))
@@ -176,23 +187,18 @@ def main() -> None:
         "| pipeline | seconds | speed-up vs baseline | LV Dice ED | LV Dice ES | peak RSS (MB) |",
         "|---|---|---|---|---|---|",
     ]
-    names = {
-        "baseline": "plain MONAI SliceInferer, full image, batch 1 (fp32)",
-        "ours:none:fp32": "cardiacseg segment --tta none",
-        "ours:none:bf16": "cardiacseg segment --tta none --precision bf16",
-        "ours:default:fp32": "cardiacseg segment (bundle defaults: flip TTA, fp32)",
-    }
     for k, r in best.items():
         lines.append(
-            f"| {names[k]} | {r['seconds']:.1f} | {base / r['seconds']:.2f}x | {r['lv_dice_ed']:.3f} | "
+            f"| {configs[k]} | {r['seconds']:.1f} | {base / r['seconds']:.2f}x | {r['lv_dice_ed']:.3f} | "
             f"{r['lv_dice_es']:.3f} | {r['peak_rss_mb']:.0f} |"
         )
     lines += [
         "",
-        f"Network FLOPs for the study: {floor['gflops_ours']:.0f} GFLOP on 160 x 160 crops (ours, one view), "
-        f"{floor['gflops_baseline']:.0f} GFLOP on full 256 x 256 slices (baseline). This CPU's dense matmul "
-        f"rate: {floor['cpu_gflops_per_s']:.0f} GFLOP/s, so the FLOP-bound time is "
-        f"{floor['floor_ours_s']:.1f} s (ours, per view) and {floor['floor_baseline_s']:.1f} s (baseline).",
+        f"Network FLOPs for the study (one view): {floor['gflops_fast']:.0f} GFLOP on 128 x 128 crops, "
+        f"{floor['gflops_ours']:.0f} GFLOP on 160 x 160 crops, {floor['gflops_baseline']:.0f} GFLOP on full "
+        f"256 x 256 slices (baseline). This CPU's dense fp32 matmul rate: {floor['cpu_gflops_per_s']:.0f} "
+        f"GFLOP/s, so the fp32 FLOP-bound network time is {floor['floor_fast_s']:.1f} s (128), "
+        f"{floor['floor_ours_s']:.1f} s (160) and {floor['floor_baseline_s']:.1f} s (baseline).",
         "",
         "The end-to-end times include reading the 240 DICOM files, writing the NIfTI and (ours) the report "
         "and the two PNGs.",

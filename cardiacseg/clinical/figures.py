@@ -112,8 +112,13 @@ def plot_overlay(
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.95), h_pad=1.5)
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", pil_kwargs=_PNG), overwrite=overwrite)
+    height = fig.get_figheight()  # fixed margins (in inches): tight_layout costs ~0.1 s per figure
+    fig.subplots_adjust(
+        left=0.01, right=0.99, bottom=0.32 / height, top=1 - 0.42 / height, wspace=0.04, hspace=0.12
+    )
+    out = atomic_write(
+        path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", pil_kwargs=_PNG), overwrite=overwrite
+    )
     plt.close(fig)
     return out
 
@@ -177,7 +182,9 @@ def plot_volume_curve(
     ax.legend(fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", pil_kwargs=_PNG), overwrite=overwrite)
+    out = atomic_write(
+        path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", pil_kwargs=_PNG), overwrite=overwrite
+    )
     plt.close(fig)
     return out
 
@@ -237,6 +244,8 @@ def plot_bland_altman(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", pil_kwargs=_PNG), overwrite=overwrite)
+    out = atomic_write(
+        path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", pil_kwargs=_PNG), overwrite=overwrite
+    )
     plt.close(fig)
     return out

@@ -122,9 +122,9 @@ _BORDER_PX = 3
 
 def _touches_border(probs: torch.Tensor) -> bool:
     """Whether predicted foreground of ``(T, C, X, Y, Z)`` probabilities lies in the crop's border band."""
-    fg = (probs.argmax(1) > 0).any(0).any(-1)  # (X, Y)
     b = _BORDER_PX
-    return bool(fg[:b].any() or fg[-b:].any() or fg[:, :b].any() or fg[:, -b:].any())
+    strips = (probs[:, :, :b], probs[:, :, -b:], probs[:, :, :, :b], probs[:, :, :, -b:])
+    return any(bool((strip.argmax(1) > 0).any()) for strip in strips)
 
 
 def _foreground_centre_in(
