@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from cardiacseg.networks.factory import get_network
 from cardiacseg.networks.weights import load_state_dict_file
 from cardiacseg.postprocess import PostprocessingChoice, PostProcessor
 from cardiacseg.transforms.spatial.array import HeartCrop, InPlaneSpacing
-from cardiacseg.transforms.utils import inplane_spacing_mm, study_to_metatensor
+from cardiacseg.transforms.utils import SPACING_UNKNOWN, study_affine
 from cardiacseg.typing import LabelArray, PathLike
 
 __all__ = ["MAX_ASSUMED_FOV_MM", "TTA_MODES", "SlicePredictor", "assumed_pixel_spacing", "percentile_zscore"]
@@ -138,13 +138,18 @@ def _foreground_centre_in(
     return float(m[0, 0] * cx + m[0, 3]), float(m[1, 1] * cy + m[1, 3])
 
 
-def _bilinear_weights(n_out: int, n_in: int, scale: float, offset: float) -> torch.Tensor:
+def _bilinear_weights(
+    n_out: int, n_in: int, scale: float, offset: float, border: bool = False
+) -> torch.Tensor:
     """``(n_out, n_in)`` linear-interpolation matrix for source coordinate ``scale * i + offset``.
 
-    Rows whose source coordinate falls outside ``[0, n_in - 1]`` are zero (no coverage).
+    Rows whose source coordinate falls outside ``[0, n_in - 1]`` are zero (no coverage), or with ``border``
+    take the nearest edge value (torch/MONAI ``padding_mode="border"``).
     """
     c = torch.arange(n_out, dtype=torch.float64) * scale + offset
     inside = (c >= -1e-6) & (c <= n_in - 1 + 1e-6)
+    if border:
+        inside[:] = True
     c = c.clamp(0, n_in - 1)
     lo = c.floor().long().clamp(max=max(n_in - 2, 0))
     frac = c - lo
@@ -211,7 +216,7 @@ class SlicePredictor:
         crop_fallback_size: when set, a prediction whose foreground reaches the border of the crop (the
             heart may extend beyond it: a large heart, or an off-centre localisation) is redone with a crop
             of this side, centred on the predicted heart. Lets a small, fast ``crop_size`` be used safely.
-        batch_size: slices per forward pass.
+        batch_size: network inputs per forward pass (slices x TTA views).
         device: torch device.
         tta: ``"none"``, ``"flip"`` (4 mirrored views) or ``"flip_rot90"`` (8 views); probabilities are
             averaged.
@@ -338,9 +343,12 @@ class SlicePredictor:
 
     def _forward(self, slices: torch.Tensor) -> torch.Tensor:
         outs = []
+        # batch_size counts network inputs: with n TTA views, batch_size // n slices go through at a time
+        # (bounds the activation memory, and larger CPU batches are not faster)
+        step = max(1, self.batch_size // {"none": 1, "flip": 4, "flip_rot90": 8}[self.tta])
         with torch.inference_mode():
-            for i in range(0, slices.shape[0], self.batch_size):
-                batch = slices[i : i + self.batch_size].to(self.device)
+            for i in range(0, slices.shape[0], step):
+                batch = slices[i : i + step].to(self.device)
                 acc = None
                 for net in self.networks:
                     views = _views(batch, self.tta)
@@ -353,6 +361,45 @@ class SlicePredictor:
                 assert acc is not None
                 outs.append((acc / len(self.networks)).cpu())
         return torch.cat(outs)
+
+    def _resampled_image(self, study: CineStudy) -> tuple[torch.Tensor, torch.Tensor, InPlaneSpacing | None]:
+        """Return the study as a ``(T, X, Y, Z)`` MetaTensor at the model's in-plane spacing.
+
+        MONAI's :class:`~monai.transforms.Spacing` (through :class:`InPlaneSpacing`) defines the output grid,
+        from a one-channel probe of the same shape and affine; when the map between the grids only scales
+        and shifts the in-plane axes (always, for in-plane resampling), the interpolation itself is done for
+        all phases and slices as two matrix products on the study's own ``(T, Z, Y, X)`` layout (bilinear,
+        border padding: what ``InPlaneSpacing(mode="bilinear")`` computes, tested). Otherwise MONAI
+        resamples.
+
+        Returns:
+            ``(image, input affine, resampler)``; the resampler is ``None`` when nothing was resampled and
+            is returned for the MONAI inverse of the general case.
+
+        """
+        affine = torch.as_tensor(study_affine(study))
+        meta = {SPACING_UNKNOWN: study.spacing_mm is None, "source": study.source}
+        _, n_z, n_y, n_x = study.image.shape
+        image = torch.from_numpy(np.asarray(study.image, dtype=np.float32))
+        if self.target_spacing_mm is None or study.spacing_mm is None:
+            return MetaTensor(image.permute(0, 3, 2, 1), affine=affine, meta=meta), affine, None
+        resample = InPlaneSpacing(self.target_spacing_mm, mode="bilinear")  # torch; inverse likewise
+        probe = resample(MetaTensor(torch.zeros(1, n_x, n_y, n_z), affine=affine.clone(), meta=dict(meta)))
+        out_affine = torch.as_tensor(probe.affine).double()  # type: ignore[attr-defined]
+        axes = _axis_aligned_map(affine, out_affine, (n_x, n_y), (probe.shape[1], probe.shape[2]))
+        if axes is None or probe.shape[3] != n_z:
+            full = resample(MetaTensor(image.permute(0, 3, 2, 1).contiguous(), affine=affine, meta=meta))
+            return full, affine, resample
+        # _axis_aligned_map gives input-from-output weights; here the roles are swapped: output-from-input
+        m = torch.linalg.inv(affine.double()) @ out_affine
+        wx = _bilinear_weights(probe.shape[1], n_x, float(m[0, 0]), float(m[0, 3]), border=True)
+        wy = _bilinear_weights(probe.shape[2], n_y, float(m[1, 1]), float(m[1, 3]), border=True)
+        res = wy @ image @ wx.T  # (T, Z, Y', X')
+        return (
+            MetaTensor(res.permute(0, 3, 2, 1), affine=out_affine.to(affine.dtype), meta=meta),
+            affine,
+            None,
+        )
 
     def predict_probabilities(
         self, study: CineStudy, phases: Sequence[int] | None = None
@@ -367,19 +414,19 @@ class SlicePredictor:
             ``{phase: (4, Z, Y, X) float32}``.
 
         """
+        return dict(self._iter_probabilities(study, phases))
+
+    def _iter_probabilities(
+        self, study: CineStudy, phases: Sequence[int] | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(phase, (4, Z, Y, X) probabilities)``, mapping a few phases back at a time."""
         sel = list(range(study.n_phases)) if phases is None else list(phases)
         if study.spacing_mm is None and self.target_spacing_mm is not None:
             px = assumed_pixel_spacing(study.image.shape[2:], self.target_spacing_mm)
             if px != self.target_spacing_mm:  # a large matrix of unknown spacing: assume the field of view
                 study = replace(study, spacing_mm=(1.0, px, px), affine=None, labels={}, annotated_slices={})
-        img: torch.Tensor = study_to_metatensor(study)
-        in_affine = torch.as_tensor(img.affine).clone()  # type: ignore[attr-defined]
-        in_shape = (int(img.shape[1]), int(img.shape[2]))
-        spacing = inplane_spacing_mm(img)
-        resample = None
-        if self.target_spacing_mm is not None and spacing is not None:
-            resample = InPlaneSpacing(self.target_spacing_mm, mode="bilinear")  # torch; inverse likewise
-            img = resample(img)
+        img, in_affine, resample = self._resampled_image(study)
+        in_shape = (int(study.image.shape[3]), int(study.image.shape[2]))  # (X, Y)
         size = self.crop_size
         crop = HeartCrop((size, size))
         centre, _ = crop.find_centre(img)
@@ -398,15 +445,14 @@ class SlicePredictor:
             size = fallback
             crop = HeartCrop((size, size))
         self.last_crop_size = size
-        out: dict[int, np.ndarray] = {}
         axes = _axis_aligned_map(in_affine, cropped.affine, in_shape, (x, y))
         if axes is not None:  # in-plane scaling + shift only: exact bilinear inversion as two matmuls
             wx, wy = axes
             for g0 in range(0, len(sel), _INVERT_GROUP):
                 group = _separable_resample(probs[g0 : g0 + _INVERT_GROUP], wx, wy)  # (G, 4, Z, Y, X)
                 for k in range(group.shape[0]):
-                    out[sel[g0 + k]] = group[k].numpy()
-            return out
+                    yield sel[g0 + k], group[k].numpy()
+            return
         meta = {key: v for key, v in cropped.meta.items() if key != "affine"}
         for g0 in range(0, len(sel), _INVERT_GROUP):
             group = probs[g0 : g0 + _INVERT_GROUP]  # phases inverted together as channels
@@ -420,8 +466,7 @@ class SlicePredictor:
             arr_p = np.asarray(p.detach().cpu().numpy(), dtype=np.float32)  # (G*4, X, Y, Z) on the input grid
             arr_p = arr_p.reshape(group.shape[0], 4, *arr_p.shape[1:])
             for k in range(group.shape[0]):
-                out[sel[g0 + k]] = np.ascontiguousarray(np.transpose(arr_p[k], (0, 3, 2, 1)))
-        return out
+                yield sel[g0 + k], np.ascontiguousarray(np.transpose(arr_p[k], (0, 3, 2, 1)))
 
     def predict(self, study: CineStudy, phases: Sequence[int] | None = None) -> dict[int, LabelArray]:
         """Label maps (argmax of the probabilities) on the input grid.
@@ -438,7 +483,7 @@ class SlicePredictor:
 
         """
         out = {}
-        for t, p in self.predict_probabilities(study, phases).items():
+        for t, p in self._iter_probabilities(study, phases):  # probabilities of all phases never held at once
             lab = np.argmax(p, axis=0).astype(np.uint8)
             out[t] = lab if self.postprocess is None else self.postprocess(lab, study.spacing_mm)
         return out

@@ -26,6 +26,7 @@ __all__ = [
     "inplane_spacing_mm",
     "label_to_metatensor",
     "slice_to_metatensor",
+    "study_affine",
     "study_to_metatensor",
     "to_zyx",
 ]
@@ -34,7 +35,22 @@ __all__ = [
 SPACING_UNKNOWN = "cardiacseg_spacing_unknown"
 
 
-def _affine(study: CineStudy) -> npt.NDArray[np.float64]:
+def study_affine(study: CineStudy) -> npt.NDArray[np.float64]:
+    """Return the study's ``(X, Y, Z)`` voxel-to-RAS affine: its own, else from its spacing, else identity.
+
+    Args:
+        study: the study.
+
+    Returns:
+        A 4 x 4 float64 array.
+
+    Example:
+        >>> from cardiacseg.data import make_cine_phantom
+        >>> study, _ = make_cine_phantom(n_phases=2, n_slices=3)
+        >>> study_affine(study).shape
+        (4, 4)
+
+    """
     if study.affine is not None:
         return np.asarray(study.affine, dtype=np.float64)
     if study.spacing_mm is not None:
@@ -62,7 +78,7 @@ def study_to_metatensor(study: CineStudy, phases: Sequence[int] | None = None) -
     sel = list(range(study.n_phases)) if phases is None else list(phases)
     arr = np.ascontiguousarray(np.transpose(study.image[sel], (0, 3, 2, 1)))
     meta = {SPACING_UNKNOWN: study.spacing_mm is None, "source": study.source}
-    return MetaTensor(torch.from_numpy(arr), affine=torch.as_tensor(_affine(study)), meta=meta)
+    return MetaTensor(torch.from_numpy(arr), affine=torch.as_tensor(study_affine(study)), meta=meta)
 
 
 def label_to_metatensor(study: CineStudy, phase: int) -> MetaTensor:
@@ -87,7 +103,7 @@ def label_to_metatensor(study: CineStudy, phase: int) -> MetaTensor:
     """
     lab = np.ascontiguousarray(np.transpose(study.labels[phase], (2, 1, 0))[None])
     meta = {SPACING_UNKNOWN: study.spacing_mm is None, "source": study.source}
-    return MetaTensor(torch.from_numpy(lab), affine=torch.as_tensor(_affine(study)), meta=meta)
+    return MetaTensor(torch.from_numpy(lab), affine=torch.as_tensor(study_affine(study)), meta=meta)
 
 
 def slice_to_metatensor(

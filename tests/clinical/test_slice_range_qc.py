@@ -9,6 +9,7 @@ import pytest
 
 from cardiacseg.clinical import apply_slice_range, compute_cardiac_indices, lv_slice_range, quality_flags
 from cardiacseg.clinical.qc import myo_encloses_lv
+from cardiacseg.clinical.slice_range import myocardial_coverage
 from cardiacseg.enums import CardiacLabel, CurationKind
 from cardiacseg.io.ssl4mis import read_ssl4mis_study
 from cardiacseg.io.study import CurationReport
@@ -83,5 +84,8 @@ def test_expert_acdc_labels_are_in_range_and_ring_shaped(acdc_dir: Path, pid: st
         assert rng is not None
         mid = (rng[0] + rng[1]) // 2
         assert myo_encloses_lv(lab[mid])
+        # the range computed on the heart's bounding box equals the rule applied to the full slices
+        full = [myocardial_coverage(sl) >= 0.5 if (sl == LV).any() else bool((sl == MYO).any()) for sl in lab]
+        assert all(full[rng[0] : rng[1] + 1]) and not any(full[: rng[0]][-1:] + full[rng[1] + 1 :][:1])
     idx = compute_cardiac_indices(study)
     assert quality_flags(study.labels, idx) == []

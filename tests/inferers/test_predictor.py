@@ -150,6 +150,23 @@ def test_separable_inversion_equals_monai_inverse_on_a_real_study(sunnybrook_dir
         assert np.array_equal(fast[t].argmax(0), reference[t].argmax(0))
 
 
+@pytest.mark.parametrize("study_id", ["SCD0000101", "SCD0000201"])
+def test_matmul_resampling_equals_monai_spacing_on_real_studies(sunnybrook_dir: Path, study_id: str) -> None:
+    """The predictor's in-plane resampling (two matrix products) equals MONAI Spacing on oblique studies."""
+    from cardiacseg.io.readers import read_study
+    from cardiacseg.transforms.spatial.array import InPlaneSpacing
+    from cardiacseg.transforms.utils import study_to_metatensor
+
+    study = read_study(sunnybrook_dir / "dicoms" / study_id)  # 1.37 mm pixels, oblique affine
+    img, _, monai_resampler = SlicePredictor(_BrightIsLV(), target_spacing_mm=1.5)._resampled_image(study)
+    ref = InPlaneSpacing(1.5, mode="bilinear")(study_to_metatensor(study))
+    assert monai_resampler is None  # the fast path was taken
+    assert img.shape == ref.shape
+    torch.testing.assert_close(torch.as_tensor(img.affine), torch.as_tensor(ref.affine))
+    scale = float(ref.abs().max())
+    torch.testing.assert_close(img.as_tensor() / scale, ref.as_tensor() / scale, atol=1e-4, rtol=0)
+
+
 def test_crop_fallback_when_the_heart_reaches_the_crop_border(sunnybrook_dir: Path) -> None:
     """A crop too small for the heart (96 mm) is detected and redone larger; a fitting crop is kept."""
     from cardiacseg.io.sunnybrook import read_sunnybrook_study
