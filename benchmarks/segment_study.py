@@ -165,7 +165,9 @@ def main() -> None:
     configs = {
         "baseline": "plain MONAI SliceInferer, full image, batch 1 (fp32)",
         "ours:"
-        + json.dumps(FAST_PRESET): "cardiacseg segment --fast (one view, bf16, 128-px crop, fallback 192)",
+        + json.dumps(
+            FAST_PRESET
+        ): "cardiacseg segment --fast (one view, bf16 where native, 128-px crop, fallback 192)",
         'ours:{"tta": "none", "crop_size": 128, "crop_fallback_size": 192}': "cardiacseg segment --tta none "
         "--crop-size 128 (fp32)",
         'ours:{"tta": "none", "precision": "bf16"}': "cardiacseg segment --tta none --precision bf16 (160-px crop)",

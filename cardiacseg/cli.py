@@ -47,7 +47,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``cardiacseg segment --fast``: one view, bfloat16, a 128-pixel (192 mm) crop that falls back to
+#: ``cardiacseg segment --fast``: one view, bfloat16 where the CPU/GPU has it natively (else float32), a
+#: 128-pixel (192 mm) crop that falls back to
 #: 192 pixels when the heart reaches its border. On the 15 ACDC validation patients and both Sunnybrook
 #: studies the smaller crop changed mean 3D Dice by at most 0.002 per class (docs/inference.md).
 FAST_PRESET: dict[str, object] = {
@@ -172,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seg.add_argument(
         "--precision",
-        choices=["fp32", "bf16"],
-        help="network arithmetic (default fp32; bf16 is about 2x faster on CPUs with native bfloat16)",
+        choices=["fp32", "bf16", "auto"],
+        help="network arithmetic (default fp32; bf16 is about 1.5x faster on CPUs with native bfloat16; "
+        "auto: bf16 where native)",
     )
     seg.add_argument(
         "--crop-size",
@@ -189,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument(
         "--fast",
         action="store_true",
-        help="speed preset: --tta none --precision bf16 --crop-size 128 --crop-fallback 192 (about 3x "
+        help="speed preset: --tta none --precision auto --crop-size 128 --crop-fallback 192 (about 3x "
         "faster than plain slice-wise inference on a 2-core CPU with native bfloat16; see docs/inference.md)",
     )
     seg.add_argument(
