@@ -80,7 +80,9 @@ def mlflow_handler(
 
     Args:
         tracking_uri: a local SQLite store (``sqlite:///path/mlruns.db``; artifacts go beside it, in
-            ``artifacts/``) or a tracking server URI.
+            ``artifacts/``) or a tracking server URI. NOTE: MONAI's handler gives the environment variable
+            ``MLFLOW_TRACKING_URI`` precedence, and ``mlflow.set_tracking_uri`` sets that variable for the
+            whole process (e.g. in a notebook).
         experiment_name: MLflow experiment.
         run_name: MLflow run name. An unfinished run of this name (a killed training) is continued; give
             each training its own name (:func:`mlflow_run_name`), since MONAI's handler otherwise continues

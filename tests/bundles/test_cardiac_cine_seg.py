@@ -120,13 +120,17 @@ def test_train_and_evaluate_on_small_real_data(tmp_path: Path, acdc_dir: Path, s
     train = ["run", "--config_file", str(CONFIGS / "train.json"), "--bundle_root", str(BUNDLE)]
     _run([*train, "--ckpt_dir", str(tmp_path / "ckpt"), "--tracking_uri", f"sqlite:///{db}", *SMALL])
     assert (tmp_path / "ckpt" / "model.pt").exists()
-    # MLflow: parameters, per-epoch validation Dice and the model as an artifact
+    # MLflow: parameters, per-epoch validation Dice and the model as an artifact. (A client, not
+    # mlflow.set_tracking_uri: that sets MLFLOW_TRACKING_URI, which MONAI's handler then prefers over its
+    # own tracking_uri in every later run of this process.)
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{db}")
-    runs = mlflow.search_runs(experiment_names=["cardiac_cine_seg"])
-    assert len(runs) == 1 and runs.iloc[0]["params.network"] == "unet"
-    history = mlflow.tracking.MlflowClient().get_metric_history(runs.iloc[0].run_id, "val_mean_dice")
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("cardiac_cine_seg")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 and runs[0].data.params["network"] == "unet"
+    history = client.get_metric_history(runs[0].info.run_id, "val_mean_dice")
     assert [m.step for m in history] == [1]
     assert list((tmp_path / "mlruns" / "artifacts").rglob("model.pt"))
     evaluate = ["run", "--config_file", _configs("train.json", "evaluate.json"), "--bundle_root", str(BUNDLE)]

@@ -38,14 +38,19 @@ def _run(uri: str, ckpt: Path, params: dict[str, int], finish: bool) -> None:
         handler.start(engine)
 
 
-def test_killed_run_with_other_parameters_starts_a_new_run(tmp_path: Path) -> None:
+def test_killed_run_with_other_parameters_starts_a_new_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MONAI's handler prefers MLFLOW_TRACKING_URI (set by any earlier mlflow.set_tracking_uri) to its argument
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     _run(uri, tmp_path / "ckpt", {"epochs": 8}, finish=False)
     # MONAI's handler alone would continue the unfinished run and fail to change 'epochs' 8 -> 10
     _run(uri, tmp_path / "ckpt", {"epochs": 10}, finish=True)
     _run(uri, tmp_path / "ckpt", {"epochs": 8}, finish=True)  # the killed training resumed: same run
-    mlflow.set_tracking_uri(uri)
-    runs = mlflow.search_runs(experiment_names=["exp"])
-    assert len(runs) == 2
-    assert sorted(runs["params.epochs"]) == ["10", "8"]
-    assert set(runs["status"]) == {"FINISHED"}
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("exp")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.params["epochs"] for r in runs) == ["10", "8"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
