@@ -113,3 +113,49 @@ def test_sunnybrook_targets(sunnybrook_rows: list[dict[str, object]]) -> None:
     for row in sunnybrook_rows:
         assert float(row["dice_lv_ed"]) >= 0.90 and float(row["dice_lv_es"]) >= 0.90  # type: ignore[arg-type]
         assert abs(float(row["ef_error"])) <= 5.0  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "change", ["rot90", "transpose", "pixels_2.3mm", "pixels_0.85mm"], ids=lambda c: str(c)
+)
+def test_robust_to_orientation_and_pixel_size(sunnybrook_dir: Path, change: str) -> None:
+    """Sunnybrook SC-HF-I-1 turned in plane or resampled (another protocol): LV Dice vs expert holds.
+
+    The study is given without its affine (no geometry to undo the change), so the model sees rotated or
+    transposed hearts, or 2.3 / 0.85 mm pixels; the expert contours get the same change.
+    """
+    from dataclasses import replace
+
+    from scipy import ndimage
+
+    from cardiacseg.io.sunnybrook import read_sunnybrook_study
+
+    expert = read_sunnybrook_study(
+        sunnybrook_dir / "dicoms" / "SCD0000101", sunnybrook_dir / "contourfiles" / "SC-HF-I-1"
+    )
+    assert expert.spacing_mm is not None and expert.ed_phase is not None and expert.es_phase is not None
+    phases = [expert.ed_phase, expert.es_phase]
+    if change in ("rot90", "transpose"):
+
+        def turn(a: np.ndarray) -> np.ndarray:
+            return np.rot90(a, 1, axes=(-2, -1)) if change == "rot90" else np.swapaxes(a, -1, -2)
+
+        image, spacing = turn(expert.image), expert.spacing_mm
+        labels = {t: turn(expert.labels[t]) for t in phases}
+    else:
+        zoom = expert.spacing_mm[1] / float(change.split("_")[1].removesuffix("mm"))
+        image = ndimage.zoom(expert.image, (1, 1, zoom, zoom), order=1)
+        labels = {t: ndimage.zoom(expert.labels[t], (1, zoom, zoom), order=0) for t in phases}
+        spacing = (expert.spacing_mm[0], expert.spacing_mm[1] / zoom, expert.spacing_mm[2] / zoom)
+    study = replace(
+        expert,
+        image=np.ascontiguousarray(image, dtype=np.float32),
+        spacing_mm=spacing,
+        affine=None,
+        labels={},
+        annotated_slices={},
+    )
+    predicted = SlicePredictor.from_bundle(BUNDLE, tta="none").predict(study, phases)
+    for t in phases:
+        z = list(expert.annotated_slices[t])
+        assert dice_score(predicted[t][z] == 1, np.asarray(labels[t])[z] == 1) > 0.88, (change, t)
