@@ -47,13 +47,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``cardiacseg segment --fast``: one view, bfloat16 where the CPU/GPU has it natively (else float32), a
-#: 128-pixel (192 mm) crop that falls back to
-#: 192 pixels when the heart reaches its border. On the 15 ACDC validation patients and both Sunnybrook
-#: studies the smaller crop changed mean 3D Dice by at most 0.002 per class (docs/inference.md).
+#: ``cardiacseg segment --fast``: one view, bfloat16 where the CPU/GPU has it natively (else float32), and a
+#: 128-pixel (192 mm) crop that falls back to 192 pixels when the heart reaches its border. On the 15 ACDC
+#: validation patients and both Sunnybrook studies the smaller crop changed mean 3D Dice by at most 0.002
+#: per class for LV and MYO (docs/inference.md).
 FAST_PRESET: dict[str, object] = {
     "tta": "none",
-    "precision": "bf16",
+    "precision": "auto",
     "crop_size": 128,
     "crop_fallback_size": 192,
 }
