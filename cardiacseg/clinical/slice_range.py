@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from cardiacseg.enums import CardiacLabel
+from cardiacseg.postprocess.steps import foreground_box
 from cardiacseg.typing import LabelArray
 
 __all__ = ["apply_slice_range", "lv_slice_range", "myocardial_coverage"]
@@ -66,10 +67,9 @@ def lv_slice_range(labels: LabelArray, min_coverage: float = 0.5) -> tuple[int, 
     arr = np.asarray(labels)
     if arr.ndim != 3:
         raise ValueError(f"expected a (Z, Y, X) label map, got shape {arr.shape}")
-    heart = ((arr == CardiacLabel.LV) | (arr == CardiacLabel.MYO)).any(axis=0)
-    if heart.any():  # the LV/MYO bounding box with a background margin: same coverage, far fewer pixels
-        ys, xs = np.nonzero(heart)
-        arr = arr[:, max(ys.min() - 2, 0) : ys.max() + 3, max(xs.min() - 2, 0) : xs.max() + 3]
+    box = foreground_box((arr == CardiacLabel.LV) | (arr == CardiacLabel.MYO))
+    if box is not None:  # the LV/MYO bounding box with a background margin: same coverage, fewer pixels
+        arr = arr[box]
     counts = []
     for z in range(arr.shape[0]):
         has_lv = bool((arr[z] == CardiacLabel.LV).any())

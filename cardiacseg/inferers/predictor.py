@@ -50,7 +50,8 @@ _INVERT_GROUP = 8
 
 #: Test-time augmentation modes: the number of views is 1, 4 (mirroring of both in-plane axes) or 8
 #: (mirroring and 90-degree rotations: the dihedral group of the square crop).
-TTA_MODES = ("none", "flip", "flip_rot90")
+_N_VIEWS = {"none": 1, "flip": 4, "flip_rot90": 8}
+TTA_MODES = tuple(_N_VIEWS)
 
 
 def native_bf16(device: str | torch.device = "cpu") -> bool:
@@ -196,26 +197,24 @@ def _bilinear_weights(
     return w.float()
 
 
-def _axis_aligned_map(
-    in_affine: torch.Tensor, crop_affine: torch.Tensor, in_shape: tuple[int, int], crop_shape: tuple[int, int]
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Interpolation matrices from the crop grid back to the input grid, when the map is axis-aligned.
+def _inplane_map(
+    src_affine: torch.Tensor, dst_affine: torch.Tensor
+) -> tuple[float, float, float, float] | None:
+    """Source-voxel coordinates of destination voxels, per in-plane axis, when the map is axis-aligned.
 
-    The input-voxel to crop-voxel map is ``inv(crop_affine) @ in_affine``; when it only scales and shifts
-    each in-plane axis and leaves the slice axis alone (true for in-plane resampling and cropping), bilinear
-    interpolation separates into one matrix per axis.
+    The destination-voxel to source-voxel map is ``inv(src_affine) @ dst_affine``; when it only scales and
+    shifts each in-plane axis and leaves the slice axis alone (true for in-plane resampling and cropping),
+    bilinear interpolation between the grids separates into one matrix per axis (:func:`_bilinear_weights`).
 
     Returns:
-        ``(wx, wy)``: ``(X_in, X_crop)`` and ``(Y_in, Y_crop)``, or ``None`` when the map is not axis-aligned.
+        ``(scale_x, offset_x, scale_y, offset_y)``, or ``None`` when the map is not axis-aligned.
 
     """
-    m = torch.linalg.inv(crop_affine.double()) @ in_affine.double()
+    m = torch.linalg.inv(src_affine.double()) @ dst_affine.double()
     off = m[:3, :3] - torch.diag(torch.diagonal(m[:3, :3]))
     if float(off.abs().max()) > 1e-6 or abs(float(m[2, 2]) - 1) > 1e-6 or abs(float(m[2, 3])) > 1e-6:
         return None
-    wx = _bilinear_weights(in_shape[0], crop_shape[0], float(m[0, 0]), float(m[0, 3]))
-    wy = _bilinear_weights(in_shape[1], crop_shape[1], float(m[1, 1]), float(m[1, 3]))
-    return wx, wy
+    return float(m[0, 0]), float(m[0, 3]), float(m[1, 1]), float(m[1, 3])
 
 
 def _separable_resample(probs: torch.Tensor, wx: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
@@ -382,7 +381,7 @@ class SlicePredictor:
         outs = []
         # batch_size counts network inputs: with n TTA views, batch_size // n slices go through at a time
         # (bounds the activation memory, and larger CPU batches are not faster)
-        step = max(1, self.batch_size // {"none": 1, "flip": 4, "flip_rot90": 8}[self.tta])
+        step = max(1, self.batch_size // _N_VIEWS[self.tta])
         with torch.inference_mode():
             for i in range(0, slices.shape[0], step):
                 batch = slices[i : i + step].to(self.device)
@@ -423,14 +422,13 @@ class SlicePredictor:
         resample = InPlaneSpacing(self.target_spacing_mm, mode="bilinear")  # torch; inverse likewise
         probe = resample(MetaTensor(torch.zeros(1, n_x, n_y, n_z), affine=affine.clone(), meta=dict(meta)))
         out_affine = torch.as_tensor(probe.affine).double()  # type: ignore[attr-defined]
-        axes = _axis_aligned_map(affine, out_affine, (n_x, n_y), (probe.shape[1], probe.shape[2]))
+        axes = _inplane_map(affine, out_affine)  # input voxels of the output grid
         if axes is None or probe.shape[3] != n_z:
             full = resample(MetaTensor(image.permute(0, 3, 2, 1).contiguous(), affine=affine, meta=meta))
             return full, affine, resample
-        # _axis_aligned_map gives input-from-output weights; here the roles are swapped: output-from-input
-        m = torch.linalg.inv(affine.double()) @ out_affine
-        wx = _bilinear_weights(probe.shape[1], n_x, float(m[0, 0]), float(m[0, 3]), border=True)
-        wy = _bilinear_weights(probe.shape[2], n_y, float(m[1, 1]), float(m[1, 3]), border=True)
+        sx, ox, sy, oy = axes
+        wx = _bilinear_weights(probe.shape[1], n_x, sx, ox, border=True)
+        wy = _bilinear_weights(probe.shape[2], n_y, sy, oy, border=True)
         res = wy @ image @ wx.T  # (T, Z, Y', X')
         return (
             MetaTensor(res.permute(0, 3, 2, 1), affine=out_affine.to(affine.dtype), meta=meta),
@@ -482,9 +480,11 @@ class SlicePredictor:
             size = fallback
             crop = HeartCrop((size, size))
         self.last_crop_size = size
-        axes = _axis_aligned_map(in_affine, cropped.affine, in_shape, (x, y))
+        axes = _inplane_map(cropped.affine, in_affine)  # crop voxels of the input grid
         if axes is not None:  # in-plane scaling + shift only: exact bilinear inversion as two matmuls
-            wx, wy = axes
+            sx, ox, sy, oy = axes
+            wx = _bilinear_weights(in_shape[0], x, sx, ox)
+            wy = _bilinear_weights(in_shape[1], y, sy, oy)
             for g0 in range(0, len(sel), _INVERT_GROUP):
                 group = _separable_resample(probs[g0 : g0 + _INVERT_GROUP], wx, wy)  # (G, 4, Z, Y, X)
                 for k in range(group.shape[0]):

@@ -12,7 +12,7 @@ import numpy as np
 from cardiacseg.enums import CardiacLabel
 from cardiacseg.io.atomic import atomic_write_text
 from cardiacseg.metrics import dice_score
-from cardiacseg.postprocess.steps import STEPS
+from cardiacseg.postprocess.steps import STEPS, foreground_box
 from cardiacseg.typing import LabelArray, PathLike
 
 __all__ = ["PostProcessor", "PostprocessingChoice", "select_postprocessing"]
@@ -57,24 +57,15 @@ class PostProcessor:
 
         """
         arr = np.asarray(labels, dtype=np.uint8)
-        if not self.steps or arr.ndim != 3 or not arr.any():
-            out = arr
-            for name in self.steps:
-                out = STEPS[name](out, spacing_mm)
-            return out
         # Work on the foreground's in-plane bounding box plus a background margin: every step is
         # translation-invariant and needs only a background ring around the heart (fill_holes), so the
         # result is identical, and labelling a small box instead of the whole matrix is much faster.
-        ys, xs = np.nonzero(arr.any(axis=0))
-        m = _BOX_MARGIN
-        box = (
-            slice(None),
-            slice(max(ys.min() - m, 0), ys.max() + m + 1),
-            slice(max(xs.min() - m, 0), xs.max() + m + 1),
-        )
-        sub = arr[box]
+        box = foreground_box(arr, _BOX_MARGIN) if self.steps and arr.ndim == 3 else None
+        sub = arr if box is None else arr[box]
         for name in self.steps:
             sub = STEPS[name](sub, spacing_mm)
+        if box is None:
+            return sub
         out = np.zeros_like(arr)
         out[box] = sub
         return out

@@ -139,7 +139,7 @@ def test_separable_inversion_equals_monai_inverse_on_a_real_study(sunnybrook_dir
     study = read_study(sunnybrook_dir / "dicoms" / "SCD0000101")  # 1.37 mm pixels -> 1.5 mm and back
     predictor = SlicePredictor.from_checkpoint(weights)
     fast = predictor.predict_probabilities(study, [0, 8])
-    with mock.patch.object(module, "_axis_aligned_map", lambda *a, **k: None):
+    with mock.patch.object(module, "_inplane_map", lambda *a, **k: None):
         reference = predictor.predict_probabilities(study, [0, 8])
     for t in (0, 8):
         assert fast[t].shape == reference[t].shape == (4, *study.image.shape[1:])
