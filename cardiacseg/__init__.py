@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 from cardiacseg import clinical, data, io
 from cardiacseg.clinical.indices import CardiacIndices, compute_cardiac_indices
 from cardiacseg.enums import CardiacLabel, Phase
-from cardiacseg.io.readers import read_study
+from cardiacseg.io.discover import read_study
 from cardiacseg.io.study import CineStudy
 
 __all__ = [

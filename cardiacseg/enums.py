@@ -59,3 +59,7 @@ class CurationKind(str, Enum):
     IGNORED_FILE = "ignored_file"
     SLICE_LOCATION_MISMATCH = "slice_location_mismatch"
     DECLARED_PHASES_MISMATCH = "declared_phases_mismatch"
+    PHASE_ORDER = "phase_order"
+    SINGLE_SLICE = "single_slice"
+    NO_FILE_META = "no_file_meta"
+    MISSING_GEOMETRY = "missing_geometry"

@@ -22,6 +22,7 @@ from cardiacseg.clinical.figures import plot_bland_altman
 from cardiacseg.clinical.indices import compute_cardiac_indices, detect_ed_es
 from cardiacseg.io.acdc import read_acdc_patient
 from cardiacseg.io.atomic import atomic_write_text
+from cardiacseg.io.discover import study_name
 from cardiacseg.io.labels import acdc_to_internal
 from cardiacseg.io.nifti import read_nifti_array
 from cardiacseg.metrics import dice_score, segmentation_metrics
@@ -191,18 +192,8 @@ def compare_labels(
     return rows, index_row
 
 
-def _key(path: Path) -> str:
-    if path.name == "labels.nii.gz":
-        return path.parent.name
-    name = path.name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            name = name[: -len(ext)]
-    return name
-
-
 def find_label_sets(path: PathLike) -> dict[str, Path]:
-    """Label sources in a folder keyed by study name (file stem, or folder name for ``labels.nii.gz``).
+    """Label sources in a folder keyed by study name (:func:`~cardiacseg.io.discover.study_name`).
 
     Args:
         path: a label file, a single-study folder, or a folder of them.
@@ -222,13 +213,13 @@ def find_label_sets(path: PathLike) -> dict[str, Path]:
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file or folder")
     if p.is_file() or (p / "Info.cfg").exists() or (p / "labels.nii.gz").exists():
-        return {_key(p) if p.is_file() else p.name: p}
+        return {study_name(p) if p.is_file() else p.name: p}
     out: dict[str, Path] = {}
     for e in sorted(p.iterdir()):
         if e.is_dir() and ((e / "Info.cfg").exists() or (e / "labels.nii.gz").exists()):
             out[e.name] = e
         elif e.is_file() and e.name.endswith((".nii", ".nii.gz")):
-            out[_key(e)] = e
+            out[study_name(e)] = e
     return out
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from cardiacseg.inferers.predictor import TTA_MODES, SlicePredictor, assumed_pixel_spacing
-from cardiacseg.inferers.study import BatchResult, discover_studies, segment_batch, segment_study
+from cardiacseg.inferers.study import BatchResult, segment_batch, segment_study
 
 __all__ = [
     "TTA_MODES",
     "BatchResult",
     "SlicePredictor",
     "assumed_pixel_spacing",
-    "discover_studies",
     "segment_batch",
     "segment_study",
 ]

@@ -1,7 +1,8 @@
 """Segment studies end to end: read, predict every phase, write labels on the input grid, a report, pictures.
 
 :func:`segment_study` handles one study; :func:`segment_batch` many (resumable, failure-tolerant, with a
-progress bar); :func:`discover_studies` turns command-line inputs into studies.
+progress bar). What counts as one study is decided by :mod:`cardiacseg.io.discover`, the same definition
+``info``, ``evaluate`` and the bundles use.
 """
 
 from __future__ import annotations
@@ -25,19 +26,19 @@ from cardiacseg.clinical.slice_range import apply_slice_range
 from cardiacseg.config import as_bool
 from cardiacseg.inferers.predictor import SlicePredictor
 from cardiacseg.io.atomic import atomic_write_text
+from cardiacseg.io.discover import StudyInput, discover_studies, read_study
 from cardiacseg.io.nifti import write_nifti
-from cardiacseg.io.readers import read_study
 from cardiacseg.io.study import CineStudy
 from cardiacseg.typing import PathLike
 
-__all__ = ["STUDY_OUTPUTS", "BatchResult", "discover_studies", "segment_batch", "segment_study"]
+__all__ = ["STUDY_OUTPUTS", "BatchResult", "segment_batch", "segment_study"]
 
 #: Files written per study; ``report.json`` is written last and marks a finished study.
 STUDY_OUTPUTS = ("labels.nii.gz", "montage.png", "volumes.png", "report.csv", "report.json")
 
 
 def segment_study(
-    input_path: PathLike | CineStudy,
+    input_path: PathLike | StudyInput | CineStudy,
     output_dir: PathLike,
     predictor: SlicePredictor,
     overwrite: bool | str = False,
@@ -55,7 +56,8 @@ def segment_study(
     from the written labels.
 
     Args:
-        input_path: the study (or an already read :class:`CineStudy`).
+        input_path: the study: a path (:func:`~cardiacseg.io.discover.read_study`), a discovered
+            :class:`~cardiacseg.io.discover.StudyInput`, or an already read :class:`CineStudy`.
         output_dir: output folder (created).
         predictor: the model.
         overwrite: replace existing output files.
@@ -74,7 +76,12 @@ def segment_study(
 
     """
     overwrite = as_bool(overwrite)  # "false" from a bundle command line is a string
-    study = input_path if isinstance(input_path, CineStudy) else read_study(input_path)
+    if isinstance(input_path, CineStudy):
+        study = input_path
+    elif isinstance(input_path, StudyInput):
+        study = input_path.read()
+    else:
+        study = read_study(input_path)
     out = Path(output_dir)
     if not overwrite:
         for name in STUDY_OUTPUTS:
@@ -150,96 +157,6 @@ def _indices(study: CineStudy) -> CardiacIndices:
     )
 
 
-def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() == ".dcm":
-        return True
-    try:
-        with path.open("rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith((".nii", ".nii.gz"))
-
-
-def _is_label_file(path: Path) -> bool:
-    name = path.name.lower()
-    return name.startswith("labels.nii") or name.endswith(("_gt.nii", "_gt.nii.gz"))
-
-
-def _study_name(path: Path) -> str:
-    name = path.name
-    for ext in (".nii.gz", ".nii"):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return name
-
-
-def discover_studies(
-    inputs: Sequence[PathLike], max_depth: int = 3, exclude: Sequence[PathLike] = ()
-) -> list[tuple[str, Path]]:
-    """Resolve command-line inputs into ``(name, path)`` studies.
-
-    A NIfTI file, a folder with an ACDC ``Info.cfg``, or a folder holding DICOM files is one study; any
-    other folder is a collection whose entries are searched (up to ``max_depth`` levels). Label files
-    (``*_gt.nii.gz``, ``labels.nii.gz``) are not studies. Names are the file or folder names, made unique
-    with a numeric suffix.
-
-    Args:
-        inputs: paths given by the user.
-        max_depth: how deep to search collections.
-        exclude: folders not to search (e.g. the output folder inside an input folder).
-
-    Returns:
-        The studies in a stable (sorted) order.
-
-    Raises:
-        FileNotFoundError: an input does not exist.
-
-    Example:
-        >>> discover_studies(["sunnybrook/dicoms"])  # doctest: +SKIP
-        [('SCD0000101', PosixPath('sunnybrook/dicoms/SCD0000101')), ...]
-
-    """
-    found: list[Path] = []
-    skip = {Path(e).resolve() for e in exclude}
-
-    def visit(p: Path, depth: int) -> None:
-        if p.resolve() in skip:
-            return
-        if p.is_file():
-            if _is_nifti(p) and not _is_label_file(p):
-                found.append(p)
-            return
-        if (p / "Info.cfg").exists():
-            found.append(p)
-            return
-        entries = sorted(p.iterdir())
-        if any(e.is_file() and _is_dicom(e) for e in entries):
-            found.append(p)
-            return
-        if depth < max_depth:
-            for e in entries:
-                if e.is_dir() or _is_nifti(e):
-                    visit(e, depth + 1)
-
-    for item in inputs:
-        p = Path(item)
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: no such file or folder")
-        visit(p, 0)
-    out: list[tuple[str, Path]] = []
-    seen: dict[str, int] = {}
-    for p in found:
-        base = _study_name(p)
-        seen[base] = seen.get(base, 0) + 1
-        out.append((base if seen[base] == 1 else f"{base}_{seen[base]}", p))
-    return out
-
-
 @dataclass
 class BatchResult:
     """Outcome of :func:`segment_batch`.
@@ -296,7 +213,7 @@ def segment_batch(
     ``batch_summary.json`` list every study with its status, main indices and QC flags.
 
     Args:
-        inputs: study paths or folders of studies (see :func:`discover_studies`).
+        inputs: study paths or folders of studies (see :func:`~cardiacseg.io.discover.discover_studies`).
         output_dir: output root.
         predictor: the model.
         overwrite: re-segment finished studies, replacing their outputs.
@@ -325,7 +242,8 @@ def segment_batch(
     root.mkdir(parents=True, exist_ok=True)
     result = BatchResult()
     bar = tqdm(studies, desc="segment", unit="study", disable=not progress)
-    for name, path in bar:
+    for found in bar:
+        name, path = found.name, found.path
         bar.set_postfix_str(name)
         out = root / name
         report_file = out / "report.json"
@@ -335,7 +253,7 @@ def segment_batch(
             continue
         try:
             # outputs of an interrupted earlier attempt (no report.json) are incomplete: replace them
-            report = segment_study(path, out, predictor, overwrite=True, **kwargs)
+            report = segment_study(found, out, predictor, overwrite=True, **kwargs)
         except Exception as exc:
             msg = f"{type(exc).__name__}: {exc}"
             result.failed[name] = msg

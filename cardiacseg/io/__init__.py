@@ -11,6 +11,7 @@ from cardiacseg.io.acdc import (
 )
 from cardiacseg.io.atomic import atomic_path, atomic_write, atomic_write_text
 from cardiacseg.io.dicom import DicomReadError, DicomSeriesInfo, list_dicom_series, read_dicom_cine
+from cardiacseg.io.discover import StudyInput, discover_studies, read_study
 from cardiacseg.io.kaggle import (
     DsbDimensions,
     DsbFormatError,
@@ -19,8 +20,8 @@ from cardiacseg.io.kaggle import (
     read_dsb_volumes,
 )
 from cardiacseg.io.labels import acdc_to_internal, internal_to_acdc
+from cardiacseg.io.limits import InputTooLargeError
 from cardiacseg.io.nifti import NiftiReadError, read_nifti_array, read_nifti_study, write_nifti
-from cardiacseg.io.readers import read_study
 from cardiacseg.io.ssl4mis import (
     Ssl4misFormatError,
     list_ssl4mis_patients,
@@ -49,12 +50,15 @@ __all__ = [
     "DsbDimensions",
     "DsbFormatError",
     "DsbVolumes",
+    "InputTooLargeError",
     "NiftiReadError",
     "Ssl4misFormatError",
+    "StudyInput",
     "acdc_to_internal",
     "atomic_path",
     "atomic_write",
     "atomic_write_text",
+    "discover_studies",
     "internal_to_acdc",
     "list_dicom_series",
     "list_ssl4mis_patients",
