@@ -39,7 +39,7 @@ def _available_bytes() -> int | None:
 
 
 def max_array_bytes() -> int:
-    """The allocation budget for one study array, in bytes.
+    """Return the allocation budget for one study array, in bytes.
 
     Returns:
         ``CARDIACSEG_MAX_ARRAY_GB`` (GiB) when set, else :data:`DEFAULT_MAX_ARRAY_BYTES`; in both cases at
