@@ -13,6 +13,7 @@ from cardiacseg import __version__
 
 if TYPE_CHECKING:
     from cardiacseg.inferers.predictor import SlicePredictor as SlicePredictorT
+    from cardiacseg.io.study import CineStudy as CineStudyT
 
 __all__ = ["build_parser", "main"]
 
@@ -24,27 +25,48 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
-    from cardiacseg.io.readers import read_study
+def _study_dict(study: CineStudyT) -> dict[str, object]:
+    return {
+        "source": study.source,
+        "shape_TZYX": list(study.image.shape),
+        "spacing_mm_zyx": study.spacing_mm,
+        "phase_times_ms": study.phase_times_ms,
+        "slice_positions_mm": study.slice_positions_mm,
+        "curation": study.curation.to_list(),
+    }
 
-    study = read_study(args.path)
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cardiacseg.io.discover import discover_studies, read_study
+
+    path = Path(args.path)
+    found = discover_studies([path]) if path.is_dir() else []
+    if len(found) <= 1:  # one study (or none: read_study says why)
+        study = read_study(path)
+        print(json.dumps(_study_dict(study), indent=2) if args.json else study.summary())
+        return 0
+    # a folder of several studies (patients): describe each, as segment would see them
+    out: list[dict[str, object]] = []
+    failed = 0
+    for s in found:
+        try:
+            study = s.read()
+        except (ValueError, FileNotFoundError) as exc:
+            failed += 1
+            out.append({"study": s.name, "path": str(s.path), "error": str(exc)})
+            if not args.json:
+                print(f"[{s.name}] error: {exc}\n")
+            continue
+        out.append({"study": s.name, "path": str(s.path), **_study_dict(study)})
+        if not args.json:
+            print(f"[{s.name}] {study.summary()}\n")
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "source": study.source,
-                    "shape_TZYX": list(study.image.shape),
-                    "spacing_mm_zyx": study.spacing_mm,
-                    "phase_times_ms": study.phase_times_ms,
-                    "slice_positions_mm": study.slice_positions_mm,
-                    "curation": study.curation.to_list(),
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps({"studies": out}, indent=2))
     else:
-        print(study.summary())
-    return 0
+        print(f"{len(found)} studies in {path} ({failed} unreadable)")
+    return 0 if not failed else 2
 
 
 #: ``cardiacseg segment --fast``: one view, bfloat16 where the CPU/GPU has it natively (else float32), and a
@@ -62,10 +84,12 @@ FAST_PRESET: dict[str, object] = {
 def _predictor(args: argparse.Namespace) -> SlicePredictorT:
     from pathlib import Path
 
+    from cardiacseg.config import check_device
     from cardiacseg.demo import shipped_bundle_path
     from cardiacseg.inferers.predictor import SlicePredictor
     from cardiacseg.postprocess import PostProcessor
 
+    check_device(args.device)  # before the model is loaded: a clear message, not a CUDA traceback
     kwargs: dict[str, object] = {"device": args.device, "batch_size": args.batch_size}
     if args.fast:  # the benchmarked speed preset; explicit options below take precedence
         kwargs.update(FAST_PRESET)
@@ -147,7 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", "-o", default="demo_output", help="output folder (default: demo_output)")
     demo.add_argument("--overwrite", action="store_true", help="replace files of an earlier run")
     demo.set_defaults(func=_cmd_demo)
-    info = sub.add_parser("info", help="read a study (DICOM folder, ACDC folder, NIfTI) and describe it")
+    info = sub.add_parser(
+        "info",
+        help="read a study (DICOM folder or file, ACDC folder, NIfTI) and describe it; a folder of several "
+        "studies (patients) describes each, as segment would see them",
+    )
     info.add_argument("path")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_cmd_info)

@@ -5,6 +5,7 @@ Flags (``code``):
 - ``lv_not_found``: no LV blood pool at ED or ES.
 - ``myo_not_ring``: on a mid-ventricular slice at ED or ES the myocardium does not enclose the LV.
 - ``implausible_ef``: LV ejection fraction below 5 % or above 90 %.
+- ``single_slice``: one slice position (2D+t input): no volumes, mass or EF are reported.
 - ``missing_data``: the reader reported missing slices or phases, or uneven slice spacing.
 - ``volume_jump``: inside the LV at ED or ES, a slice's LV area departs from the mean of its two
   neighbours by more than :data:`JUMP_FRACTION` of the largest slice area (a missed slice, a slice
@@ -99,7 +100,7 @@ def quality_flags(
 
     Example:
         >>> from cardiacseg.clinical.indices import compute_cardiac_indices
-        >>> ed = np.zeros((1, 9, 9), np.uint8); ed[0, 1:8, 1:8] = 2; ed[0, 3:6, 3:6] = 1
+        >>> ed = np.zeros((2, 9, 9), np.uint8); ed[:, 1:8, 1:8] = 2; ed[:, 3:6, 3:6] = 1
         >>> flags = quality_flags({0: ed, 1: ed}, compute_cardiac_indices({0: ed, 1: ed}, None, 0, 1))
         >>> [f.code for f in flags]
         ['implausible_ef']
@@ -143,6 +144,10 @@ def quality_flags(
                             bad,
                         )
                     )
+    if any(np.asarray(lab).shape[0] == 1 for lab in labels.values()):
+        flags.append(
+            QCFlag("single_slice", "one slice position: no volumes, mass or ejection fraction are reported")
+        )
     ef = indices.lv_ef_percent
     if ef is not None and not 5.0 <= ef <= 90.0:
         flags.append(QCFlag("implausible_ef", f"LV ejection fraction {ef:.1f} % is outside 5-90 %"))

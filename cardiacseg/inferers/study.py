@@ -135,25 +135,43 @@ def segment_study(
     return report
 
 
+#: Indices that need ED and ES; cleared for single-phase input.
+_CYCLE_INDICES: tuple[str, ...] = (
+    "lv_edv_ml",
+    "lv_esv_ml",
+    "lv_sv_ml",
+    "lv_ef_percent",
+    "rv_edv_ml",
+    "rv_esv_ml",
+    "rv_sv_ml",
+)
+_CYCLE_INDICES = (*_CYCLE_INDICES, "rv_ef_percent")
+
+
 def _indices(study: CineStudy) -> CardiacIndices:
-    """Compute indices; a single phase gives volumes and mass only (ED/ES unknown)."""
+    """Compute indices; a single phase gives volumes and mass only, a single slice gives none."""
     if study.n_phases > 1:
-        return compute_cardiac_indices(study)
-    idx = compute_cardiac_indices(study.labels, study.spacing_mm, 0, 0)
-    why = "single-phase input: ED and ES unknown (see per_phase for this phase's volumes)"
-    cleared: tuple[str, ...] = ("lv_edv_ml", "lv_esv_ml", "lv_sv_ml", "lv_ef_percent")
-    cleared = (*cleared, "rv_edv_ml", "rv_esv_ml", "rv_sv_ml", "rv_ef_percent")
+        idx = compute_cardiac_indices(study)
+        cleared: tuple[str, ...] = ()
+    else:
+        idx = compute_cardiac_indices(study.labels, study.spacing_mm, 0, 0)
+        cleared, why = (
+            _CYCLE_INDICES,
+            "single-phase input: ED and ES unknown (see per_phase for this phase's volumes)",
+        )
+    if study.n_slices == 1:  # one slice is no short-axis stack: its "volume" would be one slab
+        cleared, why = (
+            (*_CYCLE_INDICES, "lv_mass_g"),
+            "single slice position: volumes, mass and EF need a stack",
+        )
+    if not cleared:
+        return idx
+    if study.n_slices == 1:
+        idx = replace(idx, per_phase=())
     return replace(
         idx,
         unavailable={**idx.unavailable, **dict.fromkeys(cleared, why)},
-        lv_edv_ml=None,
-        lv_esv_ml=None,
-        lv_sv_ml=None,
-        lv_ef_percent=None,
-        rv_edv_ml=None,
-        rv_esv_ml=None,
-        rv_sv_ml=None,
-        rv_ef_percent=None,
+        **dict.fromkeys(cleared, None),  # type: ignore[arg-type]
     )
 
 
