@@ -45,6 +45,11 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 from scipy import ndimage
 
 from cardiacseg.enums import CurationKind
+from cardiacseg.io.dicom_enhanced import (
+    enhanced_frame_geometry,
+    is_classic_multiframe,
+    is_enhanced_multiframe,
+)
 from cardiacseg.io.limits import check_allocation
 from cardiacseg.io.study import CineStudy, CurationReport
 from cardiacseg.typing import Affine, FloatArray, PathLike
@@ -69,9 +74,6 @@ __all__ = [
 
 #: Two slice positions closer than this (mm, along the normal) are the same slice location.
 POSITION_TOLERANCE_MM = 0.5
-
-#: Enhanced MR Image Storage (DICOM PS3.4 B.5); its frames carry geometry in functional groups.
-ENHANCED_MR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.4.1"
 
 
 class DicomReadError(ValueError):
@@ -302,8 +304,6 @@ def _classic_frame(path: str, ds: Dataset) -> DicomFrame:
 
 def _enhanced_frames(path: str, ds: Dataset) -> list[DicomFrame]:
     """Split an Enhanced MR multi-frame file into frames (geometry from the functional groups)."""
-    from cardiacseg.io.dicom_enhanced import enhanced_frame_geometry
-
     try:
         geometry = enhanced_frame_geometry(ds, path)
     except DicomReadError:
@@ -343,10 +343,8 @@ def _enhanced_frames(path: str, ds: Dataset) -> list[DicomFrame]:
 
 
 def _is_multiframe(ds: Dataset) -> bool:
-    # classic files may carry an empty PerFrameFunctionalGroupsSequence (the Sunnybrook GE files do)
-    return (
-        str(ds.get("SOPClassUID", "")) == ENHANCED_MR_SOP_CLASS or _int_or_zero(ds.get("NumberOfFrames")) > 1
-    )
+    # not "has a PerFrameFunctionalGroupsSequence": the Sunnybrook GE files carry an empty one
+    return is_enhanced_multiframe(ds) or is_classic_multiframe(ds)
 
 
 def list_dicom_files(folder: PathLike) -> list[str]:
