@@ -18,13 +18,14 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from monai.data import MetaTensor
 from torch import nn
 
+from cardiacseg.io.limits import check_allocation
 from cardiacseg.io.study import CineStudy
 from cardiacseg.networks.factory import get_network
 from cardiacseg.networks.weights import load_state_dict_file
@@ -36,6 +37,7 @@ from cardiacseg.typing import LabelArray, PathLike
 __all__ = [
     "MAX_ASSUMED_FOV_MM",
     "TTA_MODES",
+    "Allocation",
     "SlicePredictor",
     "assumed_pixel_spacing",
     "native_bf16",
@@ -47,6 +49,22 @@ MAX_ASSUMED_FOV_MM = 400.0
 
 #: Phases whose probabilities are mapped back to the input grid in one call (bounds memory).
 _INVERT_GROUP = 8
+
+
+class Allocation(NamedTuple):
+    """One large array that :class:`SlicePredictor` allocates for a study (see its ``memory_estimate``).
+
+    Attributes:
+        what: the array, with its shape, in words.
+        n_bytes: bytes of one such array.
+        copies: how many of them are alive at the same time.
+
+    """
+
+    what: str
+    n_bytes: int
+    copies: int = 1
+
 
 #: Test-time augmentation modes: the number of views is 1, 4 (mirroring of both in-plane axes) or 8
 #: (mirroring and 90-degree rotations: the dihedral group of the square crop).
@@ -398,6 +416,153 @@ class SlicePredictor:
                 outs.append((acc / len(self.networks)).cpu())
         return torch.cat(outs)
 
+    def _with_assumed_spacing(self, study: CineStudy) -> CineStudy:
+        """Give a large matrix of unknown spacing the pixel size of :func:`assumed_pixel_spacing`."""
+        if study.spacing_mm is None and self.target_spacing_mm is not None:
+            px = assumed_pixel_spacing(study.image.shape[2:], self.target_spacing_mm)
+            if px != self.target_spacing_mm:  # a large matrix of unknown spacing: assume the field of view
+                study = replace(study, spacing_mm=(1.0, px, px), affine=None, labels={}, annotated_slices={})
+        return study
+
+    def _resampled_shape(self, study: CineStudy) -> tuple[int, int] | None:
+        """In-plane ``(X', Y')`` of the study at the model's spacing, computed without resampling anything.
+
+        The same MONAI :class:`~monai.transforms.Spacing` grid as :meth:`_resampled_image`, run lazily on a
+        zero-stride probe (no voxel is allocated). ``None`` when nothing is resampled.
+        """
+        if self.target_spacing_mm is None or study.spacing_mm is None:
+            return None
+        _, n_z, n_y, n_x = study.image.shape
+        meta = {SPACING_UNKNOWN: False, "source": study.source}
+        probe = MetaTensor(
+            torch.zeros(()).expand(1, n_x, n_y, n_z), affine=torch.as_tensor(study_affine(study)), meta=meta
+        )
+        out = InPlaneSpacing(self.target_spacing_mm, mode="bilinear")(probe, lazy=True)
+        shape = out.peek_pending_shape()  # type: ignore[attr-defined]
+        return int(shape[0]), int(shape[1])
+
+    def memory_estimate(self, study: CineStudy, phases: Sequence[int] | None = None) -> list[Allocation]:
+        """List the large arrays that :meth:`predict` would allocate for ``study``, without allocating them.
+
+        Derived from the code path of :meth:`predict_probabilities` (float32 unless stated; ``T`` phases,
+        ``S`` selected phases, ``Z`` slices, ``(Y, X)`` input and ``(Y', X')`` resampled matrix, crop side
+        ``s`` = the larger of ``crop_size`` and ``crop_fallback_size``, ``G = min(S, 8)`` phases mapped back
+        at a time):
+
+        * in-plane resampling (only when spacings are known): MONAI's one-phase probe with its sampling
+          grid ``4 x (X', Y', Z)``; the row pass ``(T, Z, Y', X)``; the resampled image ``(T, Z, Y', X')``;
+        * heart localisation: a float32 copy of the resampled image and the temporal-deviation temporary;
+        * the heart crop: the padded image ``(T, max(X', s), max(Y', s), Z)`` when the image is smaller than
+          the crop; the crop of the selected phases, its slices and their normalised copy ``(S*Z, s, s)``;
+        * the network's probabilities ``(S*Z, 4, s, s)``: the per-batch outputs and their concatenation
+          (plus those of the first crop when the fallback crop is enabled);
+        * the probabilities mapped back to the input grid per phase group ``(G, 4, Z, Y, X)`` and the
+          label maps ``(S, Z, Y, X)`` uint8.
+
+        Network activations (bounded by ``batch_size`` and the crop, not by the study) are not included.
+
+        Args:
+            study: the study.
+            phases: phases to segment (default: all).
+
+        Returns:
+            The allocations, largest first.
+
+        Example:
+            >>> from cardiacseg.data import make_cine_phantom
+            >>> study, _ = make_cine_phantom(4, 2, shape=(128, 128), spacing_mm=(8.0, 1.5, 1.5))
+            >>> allocs = SlicePredictor(nn.Identity(), crop_size=96).memory_estimate(study)
+            >>> allocs[0].what, allocs[0].n_bytes
+            ('probabilities on the input grid (G, 4, Z, Y, X) = (4, 4, 2, 128, 128) float32', 2097152)
+
+        """
+        study = self._with_assumed_spacing(study)
+        n_t, n_z, n_y, n_x = (int(n) for n in study.image.shape)
+        n_s = n_t if phases is None else len(phases)
+        s = max(self.crop_size, self.crop_fallback_size or 0)
+        f4 = 4
+        out: list[Allocation] = []
+        rxy = self._resampled_shape(study)
+        rx, ry = (n_x, n_y) if rxy is None else rxy
+        if rxy is not None:
+            sp = study.spacing_mm
+            assert sp is not None
+            to = f"resampled from {sp[2]:.4g} x {sp[1]:.4g} mm to {self.target_spacing_mm:.4g} mm pixels"
+            out += [
+                Allocation(
+                    f"resampling probe and grid, one phase (X', Y', Z) = {(rx, ry, n_z)} ({to})",
+                    4 * rx * ry * n_z * f4,
+                ),
+                Allocation(
+                    f"resampling row pass (T, Z, Y', X) = {(n_t, n_z, ry, n_x)} float32 ({to})",
+                    n_t * n_z * ry * n_x * f4,
+                ),
+                Allocation(
+                    f"resampled image (T, Z, Y', X') = {(n_t, n_z, ry, rx)} float32 ({to})",
+                    n_t * n_z * ry * rx * f4,
+                ),
+            ]
+        if n_t > 1:
+            out.append(
+                Allocation(
+                    f"heart localisation copies (T, X', Y', Z) = {(n_t, rx, ry, n_z)} float32",
+                    n_t * rx * ry * n_z * f4,
+                    2,
+                )
+            )
+        if rx < s or ry < s:
+            px, py = max(rx, s), max(ry, s)
+            out.append(
+                Allocation(
+                    f"padded image for the {s}-pixel crop (T, X, Y, Z) = {(n_t, px, py, n_z)} float32",
+                    n_t * px * py * n_z * f4,
+                )
+            )
+        out.append(
+            Allocation(
+                f"cropped slices (S*Z, 1, s, s) = {(n_s * n_z, 1, s, s)} float32", n_s * n_z * s * s * f4, 3
+            )
+        )
+        n_prob = 2 if self.crop_fallback_size is None or self.crop_fallback_size <= self.crop_size else 3
+        out.append(
+            Allocation(
+                f"network probabilities (S*Z, 4, s, s) = {(n_s * n_z, 4, s, s)} float32",
+                n_s * n_z * 4 * s * s * f4,
+                n_prob,
+            )
+        )
+        g = min(n_s, _INVERT_GROUP)
+        out.append(
+            Allocation(
+                f"probabilities on the input grid (G, 4, Z, Y, X) = {(g, 4, n_z, n_y, n_x)} float32",
+                g * 4 * n_z * n_y * n_x * f4,
+                2,
+            )
+        )
+        out.append(
+            Allocation(f"label maps (S, Z, Y, X) = {(n_s, n_z, n_y, n_x)} uint8", n_s * n_z * n_y * n_x)
+        )
+        return sorted(out, key=lambda a: -a.n_bytes)
+
+    def check_memory(self, study: CineStudy, phases: Sequence[int] | None = None) -> None:
+        """Refuse a study whose prediction would allocate an array over the memory budget, before any.
+
+        Args:
+            study: the study.
+            phases: phases to segment (default: all).
+
+        Raises:
+            InputTooLargeError: the largest array of :meth:`memory_estimate` exceeds
+                :func:`~cardiacseg.io.limits.max_array_bytes`; the message names the study's source and
+                the array (e.g. a 256 x 256 image with 50 mm pixels resampled to 1.5 mm: 8501 x 8501).
+
+        Example:
+            >>> SlicePredictor(network).check_memory(study)  # doctest: +SKIP
+
+        """
+        largest = self.memory_estimate(study, phases)[0]
+        check_allocation(largest.n_bytes, f"prediction: {largest.what}", study.source or "study")
+
     def _resampled_image(self, study: CineStudy) -> tuple[torch.Tensor, torch.Tensor, InPlaneSpacing | None]:
         """Return the study as a ``(T, X, Y, Z)`` MetaTensor at the model's in-plane spacing.
 
@@ -456,10 +621,8 @@ class SlicePredictor:
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(phase, (4, Z, Y, X) probabilities)``, mapping a few phases back at a time."""
         sel = list(range(study.n_phases)) if phases is None else list(phases)
-        if study.spacing_mm is None and self.target_spacing_mm is not None:
-            px = assumed_pixel_spacing(study.image.shape[2:], self.target_spacing_mm)
-            if px != self.target_spacing_mm:  # a large matrix of unknown spacing: assume the field of view
-                study = replace(study, spacing_mm=(1.0, px, px), affine=None, labels={}, annotated_slices={})
+        study = self._with_assumed_spacing(study)
+        self.check_memory(study, sel)
         img, in_affine, resample = self._resampled_image(study)
         in_shape = (int(study.image.shape[3]), int(study.image.shape[2]))  # (X, Y)
         size = self.crop_size

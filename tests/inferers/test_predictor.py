@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -214,3 +216,61 @@ def test_discover_studies_layouts(tmp_path: Path) -> None:
         ("patient001", "nested/patient001"),
         ("x_2", "x.nii.gz"),
     ]
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def test_memory_estimate_matches_the_real_arrays_and_passes_a_realistic_study() -> None:
+    """Sunnybrook geometry (12 slices x 256 x 256, 1.367 mm): the estimate is what predict allocates."""
+    study, _ = make_cine_phantom(
+        n_phases=8, n_slices=12, shape=(256, 256), spacing_mm=(10.0, 1.367188, 1.367188)
+    )
+    predictor = SlicePredictor(_BrightIsLV(), target_spacing_mm=1.5, crop_size=160)
+    predictor.check_memory(study)  # does not raise
+    allocs = {a.what.split(" = ")[0]: a for a in predictor.memory_estimate(study)}
+    img, _, _ = predictor._resampled_image(study)  # the real resampled array: (T, X', Y', Z)
+    t, rx, ry, z = img.shape
+    assert allocs["resampled image (T, Z, Y', X')"].n_bytes == img.numel() * 4 == t * z * ry * rx * 4
+    assert (rx, ry) == (233, 233)  # 256 x 1.367 mm / 1.5 mm, MONAI's grid
+    captured: list[torch.Tensor] = []
+    forward = predictor._forward
+    predictor._forward = lambda x: captured.append(forward(x)) or captured[-1]  # type: ignore[method-assign]
+    predictor.predict(study, [0, 5])
+    probs = captured[0]  # the real probability maps of the selected phases: (S*Z, 4, s, s)
+    assert tuple(probs.shape) == (2 * 12, 4, 160, 160)
+    est = {a.what.split(" = ")[0]: a for a in predictor.memory_estimate(study, [0, 5])}
+    assert est["network probabilities (S*Z, 4, s, s)"].n_bytes == probs.numel() * probs.element_size()
+
+
+def test_absurd_pixel_size_is_refused_before_allocating() -> None:
+    """256 x 256 pixels of 50 mm resampled to 1.5 mm: 8501 x 8501 per slice (69 GB), refused at once."""
+    from cardiacseg.io.limits import InputTooLargeError
+    from cardiacseg.io.study import CineStudy
+
+    image = np.random.default_rng(0).random((20, 12, 256, 256), dtype=np.float32)
+    huge = CineStudy(image=image, spacing_mm=(10.0, 50.0, 50.0), source="NIfTI /data/huge_pixels.nii.gz")
+    predictor = SlicePredictor(_BrightIsLV(), target_spacing_mm=1.5, crop_size=160)
+    before = _peak_rss_bytes()
+    t0 = time.perf_counter()
+    with pytest.raises(InputTooLargeError) as err:
+        predictor.predict(huge)
+    assert time.perf_counter() - t0 < 2.0
+    assert _peak_rss_bytes() - before < 100e6  # nothing of the 69 GB was allocated
+    msg = str(err.value)
+    assert msg.startswith(
+        "NIfTI /data/huge_pixels.nii.gz: prediction: resampled image (T, Z, Y', X') = (20, 12, 8501, 8501)"
+    )
+    assert "from 50 x 50 mm to 1.5 mm pixels" in msg
+    # the same study with a (T, Z, Y, X) mix-up built in code: 65,536 slices of 20 x 12 pixels
+    mixed = CineStudy(
+        image=np.zeros((256, 256, 20, 12), np.float32), spacing_mm=(1.0, 1.0, 1.0), source="mixed"
+    )
+    with pytest.raises(
+        InputTooLargeError, match=r"^mixed: prediction: network probabilities .* \(65536, 4, 160, 160\)"
+    ):
+        predictor.predict(mixed)
+    assert _peak_rss_bytes() - before < 100e6
