@@ -10,8 +10,9 @@
 * Any other folder is a collection whose entries are searched (up to ``max_depth`` levels; symbolic-link
   loops and the output folder are skipped).
 
-Study names are the file or folder names (the common folder of a DICOM study's files, or the input
-folder itself when it holds exactly one study), made unique with the PatientID or a numeric suffix.
+Study names are the file or folder names: for DICOM, the entry of the input folder that holds the
+study's files (or the input folder itself when it holds nothing else), made unique with the PatientID
+or a numeric suffix.
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ def _common_folder(files: Sequence[str]) -> Path:
     return Path(os.path.commonpath([os.path.dirname(f) for f in files]))
 
 
-def _dicom_studies(root: Path, candidates: list[Path], others: list[Path]) -> list[StudyInput]:
+def _dicom_studies(root: Path, candidates: list[Path], others: list[Path], alone: bool) -> list[StudyInput]:
     """Group DICOM files below one input by (PatientID, StudyInstanceUID)."""
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     unreadable: list[Path] = []
@@ -229,9 +230,12 @@ def _dicom_studies(root: Path, candidates: list[Path], others: list[Path]) -> li
         groups[home or ("", f"folder:{p.parent}")].append(str(p))
     studies = []
     for (patient, _), files in sorted(groups.items(), key=lambda kv: sorted(kv[1])[0]):
-        folder = root if len(groups) == 1 and root.is_dir() else _common_folder(files)
+        # the input folder names the study when it holds nothing else (e.g. files under root/DICOM/...)
+        folder = root if alone and len(groups) == 1 and root.is_dir() else _common_folder(files)
         beside = [str(o) for o in others if str(o).startswith(str(folder) + os.sep)]
-        studies.append(StudyInput("", "dicom", folder, tuple(sorted(files)) + tuple(beside), patient))
+        rel = folder.relative_to(root).parts if root.is_dir() and folder != root else ()
+        base = rel[0] if rel else folder.name  # the entry of the input folder that holds the study
+        studies.append(StudyInput(base, "dicom", folder, tuple(sorted(files)) + tuple(beside), patient))
     return studies
 
 
@@ -264,6 +268,7 @@ def discover_studies(
             raise FileNotFoundError(f"{root}: no such file or folder")
         candidates: list[Path] = []
         others: list[Path] = []
+        n_found = len(found)
         for kind, p in _walk(root, max_depth, skip):
             if kind == "nifti":
                 found.append(StudyInput("", "nifti", p))
@@ -273,12 +278,12 @@ def discover_studies(
                 candidates.append(p)
             else:
                 others.append(p)
-        found += _dicom_studies(root, candidates, others)
+        found += _dicom_studies(root, candidates, others, alone=len(found) == n_found)
     return _name(found)
 
 
 def _name(studies: list[StudyInput]) -> list[StudyInput]:
-    base = [study_name(s.path) for s in studies]
+    base = [s.name or study_name(s.path) for s in studies]
     clash = {b for b in base if base.count(b) > 1}
     named: list[StudyInput] = []
     seen: dict[str, int] = {}

@@ -193,31 +193,6 @@ def test_crop_fallback_when_the_heart_reaches_the_crop_border(sunnybrook_dir: Pa
     assert dice_score(cut[z] > 0, expert.labels[ed][z] > 0) < dice_score(redone[z] > 0, kept[z] > 0)
 
 
-def test_discover_studies_layouts(tmp_path: Path) -> None:
-    """DICOM folders, ACDC folders and NIfTI files are studies; label files and the output folder are not."""
-    from cardiacseg.inferers import discover_studies
-
-    (tmp_path / "in" / "dicom_a").mkdir(parents=True)
-    (tmp_path / "in" / "dicom_a" / "1.dcm").write_bytes(b"")
-    (tmp_path / "in" / "nested" / "patient001").mkdir(parents=True)
-    (tmp_path / "in" / "nested" / "patient001" / "Info.cfg").write_text("ED: 1\nES: 12\n")
-    (tmp_path / "in" / "nested" / "patient001" / "patient001_frame01.nii.gz").write_bytes(b"")
-    (tmp_path / "in" / "x.nii.gz").write_bytes(b"")
-    (tmp_path / "in" / "x_gt.nii.gz").write_bytes(b"")
-    (tmp_path / "in" / "more").mkdir()
-    (tmp_path / "in" / "more" / "x.nii").write_bytes(b"")
-    (tmp_path / "in" / "out" / "x").mkdir(parents=True)
-    (tmp_path / "in" / "out" / "x" / "labels.nii.gz").write_bytes(b"")
-    (tmp_path / "in" / "out" / "y.nii.gz").write_bytes(b"")
-    found = discover_studies([tmp_path / "in"], exclude=[tmp_path / "in" / "out"])
-    assert [(n, p.relative_to(tmp_path / "in").as_posix()) for n, p in found] == [
-        ("dicom_a", "dicom_a"),
-        ("x", "more/x.nii"),
-        ("patient001", "nested/patient001"),
-        ("x_2", "x.nii.gz"),
-    ]
-
-
 def _peak_rss_bytes() -> int:
     import resource
 
