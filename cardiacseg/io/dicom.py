@@ -1003,7 +1003,7 @@ def _describe_source(where: PathLike, slices: list[list[DicomFrame]], ref: Dicom
     series = f"series {numbers[0]}"
     if len(numbers) > 1:
         series = f"{len(numbers)} series {numbers[0]}-{numbers[-1]}"
-    return f"DICOM {where} ({series} {desc}, patient {ref.patient_id or '?'})"
+    return f"DICOM {where} ({series}{' ' + desc if desc else ''}, patient {ref.patient_id or '?'})"
 
 
 @_quiet_validation()

@@ -335,7 +335,8 @@ def read_study(path: PathLike) -> CineStudy:
             for s in studies[:10]
         )
         raise ValueError(
-            f"{p}: holds {len(studies)} studies ({listed}{'; ...' if len(studies) > 10 else ''}); read one "
-            "of them, or segment the folder as a batch"
+            f"{p}: holds {len(studies)} studies ({listed}{'; ...' if len(studies) > 10 else ''}); "
+            "`cardiacseg info` / `segment` on the folder treat each as a study of its own; in Python, "
+            "read one with cardiacseg.io.discover_studies(folder)[i].read()"
         )
     return studies[0].read()
