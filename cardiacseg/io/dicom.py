@@ -69,6 +69,7 @@ __all__ = [
     "list_dicom_files",
     "list_dicom_series",
     "parse_dicom_files",
+    "quiet_dicom_validation",
     "read_dicom_cine",
 ]
 
@@ -168,8 +169,14 @@ class DicomSeriesInfo:
 
 
 @contextmanager
-def _quiet_validation() -> Iterator[None]:
-    """Do not warn about invalid element values (e.g. non-conformant UIDs) while reading; restore after."""
+def quiet_dicom_validation() -> Iterator[None]:
+    """Do not warn about invalid element values (e.g. non-conformant UIDs) while reading; restore after.
+
+    Example:
+        >>> with quiet_dicom_validation():
+        ...     pass
+
+    """
     old = pydicom.config.settings.reading_validation_mode
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     try:
@@ -960,7 +967,7 @@ def build_affine(
     return (spacing_z_mm, dr, dc), np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # DICOM LPS -> NIfTI RAS
 
 
-@_quiet_validation()
+@quiet_dicom_validation()
 def list_dicom_series(folder: PathLike) -> list[DicomSeriesInfo]:
     """List the image series in a folder.
 
@@ -1006,7 +1013,7 @@ def _describe_source(where: PathLike, slices: list[list[DicomFrame]], ref: Dicom
     return f"DICOM {where} ({series}{' ' + desc if desc else ''}, patient {ref.patient_id or '?'})"
 
 
-@_quiet_validation()
+@quiet_dicom_validation()
 def read_dicom_cine(
     folder: PathLike, series_uid: str | None = None, files: Sequence[PathLike] | None = None
 ) -> CineStudy:

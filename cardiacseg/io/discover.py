@@ -210,11 +210,14 @@ def _common_folder(files: Sequence[str]) -> Path:
 
 def _dicom_studies(root: Path, candidates: list[Path], others: list[Path], alone: bool) -> list[StudyInput]:
     """Group DICOM files below one input by (PatientID, StudyInstanceUID)."""
+    from cardiacseg.io.dicom import quiet_dicom_validation
+
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     unreadable: list[Path] = []
     for p in candidates:
         try:
-            key = _dicom_key(p)
+            with quiet_dicom_validation():
+                key = _dicom_key(p)
         except ValueError:
             unreadable.append(p)  # corrupt: read with its neighbours so the reader names it
             continue
