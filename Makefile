@@ -12,7 +12,7 @@ PIP_QUIET ?= -q
 DEMO_OUT ?= demo_output
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit venv clean
+.PHONY: demo test lint typecheck unit wheel-test venv clean
 
 venv: $(STAMP)
 
@@ -36,7 +36,36 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck unit
+# The wheel works anywhere: build it, install it NON-editable into a fresh venv outside the checkout, and
+# run `cardiacseg demo` and `cardiacseg segment --fast` on the packaged sample from a folder outside it.
+# Temporary folders are removed on exit. About 2-4 min on 2 cores (dependency install from pip's cache).
+wheel-test: $(STAMP)
+	@set -eu; T=$$(mktemp -d); trap 'rm -rf "$$T"' EXIT; REPO=$$(pwd); start=$$(date +%s); \
+	rm -rf build; \
+	$(PY) -m pip wheel $(PIP_QUIET) --no-deps --no-build-isolation -w "$$T/dist" . ; \
+	rm -rf build; \
+	WHL=$$(ls "$$T"/dist/cardiacseg-*.whl); echo "wheel-test: built $$WHL"; \
+	$(PY) -m zipfile -l "$$WHL" > "$$T/listing.txt"; \
+	for f in cardiacseg/cardiac_cine_seg/configs/inference.json cardiacseg/cardiac_cine_seg/configs/metadata.json \
+		cardiacseg/cardiac_cine_seg/configs/logging.conf cardiacseg/cardiac_cine_seg/models/model.pt \
+		cardiacseg/cardiac_cine_seg/LICENSE cardiacseg/cardiac_cine_seg/docs/README.md \
+		cardiacseg/data/demo/SCD0000101/contours cardiacseg/data/demo/SCD0000101/dicom; do \
+		grep -q "$$f" "$$T/listing.txt" || { echo "wheel-test: $$f missing from the wheel"; exit 1; }; done; \
+	$(PYTHON) -m venv "$$T/venv"; \
+	"$$T/venv/bin/python" -m pip install $(PIP_QUIET) "$(TORCH_SPEC)" $(TORCH_PIP_ARGS); \
+	"$$T/venv/bin/python" -m pip install $(PIP_QUIET) "$$WHL"; \
+	cd "$$T"; \
+	"$$T/venv/bin/python" -c "import cardiacseg.demo as d, sys; p = str(d.demo_study_path()); \
+	sys.exit(f'not installed: {p}' if p.startswith('$$REPO') or 'site-packages' not in p else 0)"; \
+	"$$T/venv/bin/cardiacseg" --version; \
+	"$$T/venv/bin/cardiacseg" demo -o "$$T/demo"; \
+	test -s "$$T/demo/report.json" && test -s "$$T/demo/overlay_model.png"; \
+	DICOM=$$("$$T/venv/bin/python" -c "import cardiacseg.demo as d; print(d.demo_study_path() / 'dicom')"); \
+	"$$T/venv/bin/cardiacseg" segment "$$DICOM" -o "$$T/seg" --fast --quiet; \
+	test -s "$$(ls "$$T"/seg/*/report.json | head -1)"; \
+	echo "wheel-test: OK in $$(( $$(date +%s) - start )) s (demo and segment from a non-editable install)"
+
+test: lint typecheck unit wheel-test
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(DEMO_OUT)

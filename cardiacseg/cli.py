@@ -1,17 +1,22 @@
-"""Command-line interface: a thin argparse layer over pure functions."""
+"""Command-line interface: a thin argparse layer over pure functions.
+
+Only the standard library's argparse, json and sys are imported here (and ``cardiacseg``, which is lazy):
+each command imports what it needs when it runs, so ``cardiacseg --help`` and ``--version`` start at once
+(benchmarks/startup.py; tests/test_cli.py checks that no heavy module is imported).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import warnings
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cardiacseg import __version__
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from cardiacseg.inferers.predictor import SlicePredictor as SlicePredictorT
     from cardiacseg.io.study import CineStudy as CineStudyT
 
@@ -272,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     """
     args = build_parser().parse_args(argv)
+    import warnings  # after parsing: --help and --version need nothing more
+
     warnings.filterwarnings("ignore", message="Invalid value for VR UI")
     try:
         code: int = args.func(args)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cardiacseg.clinical.figures import plot_overlay
-from cardiacseg.clinical.indices import compute_cardiac_indices
-from cardiacseg.clinical.report import build_report, format_indices, write_report
-from cardiacseg.io.study import CineStudy
-from cardiacseg.io.sunnybrook import read_sunnybrook_study
-from cardiacseg.typing import PathLike
+if TYPE_CHECKING:  # the paths below need none of these; `cardiacseg segment` asks only for the bundle path
+    from cardiacseg.io.study import CineStudy
+    from cardiacseg.typing import PathLike
 
 __all__ = ["demo_study_path", "load_demo_study", "run_demo", "shipped_bundle_path", "shipped_model_path"]
 
@@ -37,11 +34,16 @@ def shipped_model_path() -> Path:
         The path inside the installed package (it may not exist in a build without weights).
 
     Example:
-        >>> shipped_model_path().name
-        'cardiac_cine_seg.pt'
+        >>> shipped_model_path().relative_to(shipped_model_path().parents[2]).as_posix()
+        'cardiac_cine_seg/models/model.pt'
 
     """
-    return Path(str(resources.files("cardiacseg") / "data" / "models" / "cardiac_cine_seg.pt"))
+    return _shipped_bundle_folder() / "models" / "model.pt"
+
+
+def _shipped_bundle_folder() -> Path:
+    # package data (setup.cfg): the bundle itself, not a link; bundles/cardiac_cine_seg links to it
+    return Path(str(resources.files("cardiacseg") / "cardiac_cine_seg"))
 
 
 def shipped_bundle_path() -> Path:
@@ -58,11 +60,11 @@ def shipped_bundle_path() -> Path:
         True
 
     """
-    weights = shipped_model_path()
-    root = weights.resolve().parent.parent
-    if not weights.exists() or not (root / "configs" / "inference.json").is_file():
+    root = _shipped_bundle_folder()
+    weights = root / "models" / "model.pt"
+    if not weights.is_file() or not (root / "configs" / "inference.json").is_file():
         raise FileNotFoundError(
-            f"{weights}: shipped model or its bundle configs not found; pass --bundle or --weights"
+            f"{root}: shipped model or its bundle configs not found; pass --bundle or --weights"
         )
     return root
 
@@ -78,11 +80,16 @@ def load_demo_study() -> CineStudy:
         (2, 12, 256, 256)
 
     """
+    from cardiacseg.io.sunnybrook import read_sunnybrook_study
+
     root = demo_study_path()
     return read_sunnybrook_study(root / "dicom", root / "contours")
 
 
 def _model_vs_expert(study: CineStudy, out: Path, overwrite: bool) -> dict[str, Any]:
+    from cardiacseg.clinical.figures import plot_overlay
+    from cardiacseg.clinical.indices import compute_cardiac_indices
+    from cardiacseg.clinical.report import format_indices
     from cardiacseg.engines.evaluation import evaluate_study
     from cardiacseg.inferers.predictor import SlicePredictor
 
@@ -126,6 +133,10 @@ def run_demo(output: PathLike, overwrite: bool = False) -> dict[str, object]:
         >>> report = run_demo("demo_output", overwrite=True)  # doctest: +SKIP
 
     """
+    from cardiacseg.clinical.figures import plot_overlay
+    from cardiacseg.clinical.indices import compute_cardiac_indices
+    from cardiacseg.clinical.report import build_report, format_indices, write_report
+
     study = load_demo_study()
     indices = compute_cardiac_indices(study)
     out = Path(output)

@@ -24,6 +24,42 @@ def test_console_script_and_module_help() -> None:
     assert "usage: cardiacseg" in out.stdout
 
 
+def test_help_and_version_import_nothing_heavy() -> None:
+    # `cardiacseg --help` / `--version` start at once: no torch, MONAI, NumPy, ... (benchmarks/startup.py)
+    code = (
+        "import sys\n"
+        "from cardiacseg.cli import main\n"
+        "for argv in (['--version'], ['--help'], ['segment', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = {'torch', 'monai', 'numpy', 'scipy', 'matplotlib', 'pydicom', 'nibabel', 'ignite'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert "cardiacseg 0.1.0" in out.stdout
+
+
+def test_curated_api_is_lazy_and_complete() -> None:
+    code = (
+        "import sys, cardiacseg\n"
+        "assert 'torch' not in sys.modules and 'numpy' not in sys.modules\n"
+        "from cardiacseg import CineStudy, compute_cardiac_indices, read_study, CardiacLabel, io\n"
+        "from cardiacseg.io.study import CineStudy as C\n"
+        "assert CineStudy is C and callable(read_study) and callable(compute_cardiac_indices)\n"
+        "assert int(CardiacLabel.RV) == 3 and io.__name__ == 'cardiacseg.io'\n"
+        "assert set(cardiacseg.__all__) <= set(dir(cardiacseg))\n"
+        "try:\n"
+        "    cardiacseg.no_such_name\n"
+        "except AttributeError:\n"
+        "    print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
+
+
 def test_demo_reports_expert_volumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--output", str(out)]) == 0
