@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cardiacseg.io.labels import acdc_to_internal
+from cardiacseg.io.limits import check_allocation
 from cardiacseg.io.study import CineStudy
 from cardiacseg.typing import FloatArray, LabelArray, PathLike
 
@@ -64,12 +65,40 @@ def list_ssl4mis_patients(root: PathLike) -> list[str]:
     return sorted({pid for pid, _ in _index(root)})
 
 
+def _dataset(h: h5py.File, name: str, f: Path) -> h5py.Dataset:
+    """Return the named dataset, checked before reading: present, a real-valued 2D/3D array, affordable."""
+    ds = h.get(name)
+    if not isinstance(ds, h5py.Dataset):
+        what = "missing" if ds is None else f"a {type(ds).__name__}, not a dataset"
+        raise Ssl4misFormatError(f"{f}: '{name}' is {what} (expected datasets 'image' and 'label')")
+    if ds.ndim not in (2, 3) or 0 in ds.shape:
+        raise Ssl4misFormatError(f"{f}: '{name}' has shape {ds.shape}; expected (H, W) or (Z, H, W)")
+    if ds.dtype.kind not in "biuf":
+        raise Ssl4misFormatError(f"{f}: '{name}' has dtype {ds.dtype}; expected a real-valued number type")
+    check_allocation(int(np.prod(ds.shape, dtype=np.int64)) * 4, f"'{name}' {ds.shape}", f)
+    return ds
+
+
 def _read(f: Path) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
     try:
         with h5py.File(f, "r") as h:
-            return np.asarray(h["image"][()], dtype=np.float32), np.asarray(h["label"][()], dtype=np.uint8)
+            image_ds, label_ds = _dataset(h, "image", f), _dataset(h, "label", f)
+            image, label = np.asarray(image_ds[()], dtype=np.float32), np.asarray(label_ds[()])
     except (OSError, KeyError) as exc:
         raise Ssl4misFormatError(f"{f}: cannot read 'image' and 'label' datasets ({exc})") from exc
+    if image.shape != label.shape:
+        raise Ssl4misFormatError(f"{f}: image {image.shape} and label {label.shape} differ in shape")
+    if not np.isfinite(image).all():
+        raise Ssl4misFormatError(
+            f"{f}: 'image' holds {int((~np.isfinite(image)).sum())} NaN or infinite values"
+        )
+    values = np.unique(label)
+    if label.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
+        raise Ssl4misFormatError(f"{f}: 'label' holds non-integer values {values[:5].tolist()}")
+    bad = values[(values < 0) | (values > 3)]
+    if bad.size:
+        raise Ssl4misFormatError(f"{f}: 'label' holds values outside 0..3 (ACDC labels): {bad[:5].tolist()}")
+    return image, label.astype(np.uint8)
 
 
 def read_ssl4mis_frame(root: PathLike, patient: str, frame: int) -> tuple[FloatArray, LabelArray]:
@@ -84,7 +113,10 @@ def read_ssl4mis_frame(root: PathLike, patient: str, frame: int) -> tuple[FloatA
         ``(image, label)`` with internal labels.
 
     Raises:
-        Ssl4misFormatError: missing files, gaps in slice numbers, or slices of different sizes.
+        Ssl4misFormatError: missing files or datasets, gaps in slice numbers, slices of different sizes,
+            datasets that are not 2D/3D real-valued arrays, image and label of different shapes, NaN or
+            infinite intensities, labels outside 0..3 (every message names the file).
+        InputTooLargeError: a dataset declares a shape too large to load (``CARDIACSEG_MAX_ARRAY_GB``).
 
     Example:
         >>> img, lab = read_ssl4mis_frame("../shared/data/acdc_ssl4mis", "patient004", 1)  # doctest: +SKIP
@@ -111,10 +143,6 @@ def read_ssl4mis_frame(root: PathLike, patient: str, frame: int) -> tuple[FloatA
             )
         image = np.stack([p[0] for p in pairs])
         label = np.stack([p[1] for p in pairs])
-    if image.shape != label.shape:
-        raise Ssl4misFormatError(
-            f"{patient} frame {frame:02d}: image {image.shape} and label {label.shape} differ"
-        )
     return image, acdc_to_internal(label)
 
 
@@ -141,7 +169,9 @@ def read_ssl4mis_study(root: PathLike, patient: str) -> CineStudy:
     ed_img, ed_lab = read_ssl4mis_frame(root, patient, 1)
     es_img, es_lab = read_ssl4mis_frame(root, patient, 2)
     if ed_img.shape != es_img.shape:
-        raise Ssl4misFormatError(f"{patient}: ED {ed_img.shape} and ES {es_img.shape} stacks differ in shape")
+        raise Ssl4misFormatError(
+            f"{_data_dir(root)}: {patient} ED {ed_img.shape} and ES {es_img.shape} stacks differ in shape"
+        )
     return CineStudy(
         image=np.stack([ed_img, es_img]),
         spacing_mm=None,
