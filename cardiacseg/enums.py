@@ -63,3 +63,4 @@ class CurationKind(str, Enum):
     SINGLE_SLICE = "single_slice"
     NO_FILE_META = "no_file_meta"
     MISSING_GEOMETRY = "missing_geometry"
+    MIRRORED_IMAGE = "mirrored_image"

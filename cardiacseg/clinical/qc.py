@@ -5,6 +5,7 @@ Flags (``code``):
 - ``lv_not_found``: no LV blood pool at ED or ES.
 - ``myo_not_ring``: on a mid-ventricular slice at ED or ES the myocardium does not enclose the LV.
 - ``implausible_ef``: LV ejection fraction below 5 % or above 90 %.
+- ``mirrored_image``: the reader found images whose orientation header points against the stack's.
 - ``single_slice``: one slice position (2D+t input): no volumes, mass or EF are reported.
 - ``missing_data``: the reader reported missing slices or phases, or uneven slice spacing.
 - ``volume_jump``: inside the LV at ED or ES, a slice's LV area departs from the mean of its two
@@ -155,4 +156,6 @@ def quality_flags(
         for issue in curation.issues:
             if issue.kind in _MISSING:
                 flags.append(QCFlag("missing_data", f"{issue.kind.value}: {issue.message}"))
+            elif issue.kind == CurationKind.MIRRORED_IMAGE:
+                flags.append(QCFlag("mirrored_image", issue.message))
     return flags

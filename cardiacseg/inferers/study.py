@@ -29,7 +29,7 @@ from cardiacseg.io.atomic import atomic_write_text
 from cardiacseg.io.discover import StudyInput, discover_studies, read_study
 from cardiacseg.io.nifti import write_nifti
 from cardiacseg.io.study import CineStudy
-from cardiacseg.typing import PathLike
+from cardiacseg.typing import LabelArray, PathLike
 
 __all__ = ["STUDY_OUTPUTS", "BatchResult", "segment_batch", "segment_study"]
 
@@ -88,19 +88,16 @@ def segment_study(
             if (out / name).exists():
                 raise FileExistsError(f"{out / name} exists; pass overwrite=True (--overwrite) to replace it")
     labels = predictor.predict(study)
-    out.mkdir(parents=True, exist_ok=True)
-    stack = np.stack([labels[t] for t in range(study.n_phases)])
-    label_path = write_nifti(
-        out / "labels.nii.gz",
-        stack if study.n_phases > 1 else stack[0],
-        study.affine if study.spacing_mm is not None else None,  # unknown geometry stays unknown
-        study.spacing_mm,
-        overwrite=overwrite,
-    )
     ranged, ranges = apply_slice_range(labels)
     counted = ranged if slice_range else labels
     predicted = study.with_labels(counted)
-    indices = _indices(predicted)
+    try:
+        indices = _indices(predicted)
+    except ValueError as exc:  # e.g. no LV anywhere: say which study, and the likely cause
+        raise ValueError(
+            f"{study.source}: {exc} (the model found no LV: is this a short-axis cine? NIfTI axes must be "
+            "(X, Y, Z, T))"
+        ) from exc
     predicted = replace(predicted, ed_phase=indices.ed_phase, es_phase=indices.es_phase)
     flags = quality_flags(labels, indices, study.curation)
     settings = {
@@ -117,7 +114,40 @@ def segment_study(
         "qc_flags": [f.to_dict() for f in flags],
     }
     report = build_report(predicted, indices, extra)
-    written = [label_path]
+    # everything is computed: now write, and leave nothing half-written behind if a write fails
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    try:
+        _write_outputs(out, study, labels, indices, report, written, overwrite, figures)
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+    report["outputs"] = [str(p) for p in written]
+    return report
+
+
+def _write_outputs(
+    out: Path,
+    study: CineStudy,
+    labels: dict[int, LabelArray],
+    indices: CardiacIndices,
+    report: dict[str, Any],
+    written: list[Path],
+    overwrite: bool,
+    figures: bool,
+) -> None:
+    """Write the study's outputs, appending each written path to ``written``; ``report.json`` last."""
+    stack = np.stack([labels[t] for t in range(study.n_phases)])
+    written.append(
+        write_nifti(
+            out / "labels.nii.gz",
+            stack if study.n_phases > 1 else stack[0],
+            study.affine if study.spacing_mm is not None else None,  # unknown geometry stays unknown
+            study.spacing_mm,
+            overwrite=overwrite,
+        )
+    )
     if figures:
         shown = study.with_labels(labels)
         shown = replace(shown, ed_phase=indices.ed_phase, es_phase=indices.es_phase)
@@ -131,8 +161,6 @@ def segment_study(
                 )
             )
     written += write_report(out, report, overwrite=overwrite)
-    report["outputs"] = [str(p) for p in written]
-    return report
 
 
 #: Indices that need ED and ES; cleared for single-phase input.

@@ -41,6 +41,7 @@ import pydicom
 import pydicom.config
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from scipy import ndimage
 
@@ -76,6 +77,10 @@ __all__ = [
 #: Two slice positions closer than this (mm, along the normal) are the same slice location.
 POSITION_TOLERANCE_MM = 0.5
 
+#: A slice with fewer phases whose shortest trigger interval differs from the full slices' by more than this
+#: fraction is on another timeline (another temporal resolution), not missing images: the study is refused.
+TIMELINE_TOLERANCE = 0.15
+
 
 class DicomReadError(ValueError):
     """A DICOM input that cannot be read or repaired; the message names the file and the problem."""
@@ -101,6 +106,8 @@ class DicomFrame:
         slice_location: SliceLocation (mm) or ``None``.
         slice_thickness_mm: SliceThickness or ``None``.
         rescale_slope, rescale_intercept: stored value to real value (Modality LUT).
+        image_kind: ImageType, SequenceName and CardiacNumberOfImages: images of one series with another
+            kind (e.g. an LGE image appended to the cine's series by a console) are another acquisition.
 
     """
 
@@ -125,6 +132,7 @@ class DicomFrame:
     slice_thickness_mm: float | None
     rescale_slope: float = 1.0
     rescale_intercept: float = 0.0
+    image_kind: str = ""
 
     @property
     def normal(self) -> npt.NDArray[np.float64]:
@@ -302,6 +310,7 @@ def _classic_frame(path: str, ds: Dataset) -> DicomFrame:
             slice_thickness_mm=_float_or_none(ds.get("SliceThickness")),
             rescale_slope=_float_or_none(ds.get("RescaleSlope")) or 1.0,
             rescale_intercept=_float_or_none(ds.get("RescaleIntercept")) or 0.0,
+            image_kind=_image_kind(ds),
         )
     except DicomReadError:
         raise
@@ -344,9 +353,17 @@ def _enhanced_frames(path: str, ds: Dataset) -> list[DicomFrame]:
                 slice_thickness_mm=g.slice_thickness,
                 rescale_slope=g.rescale_slope,
                 rescale_intercept=g.rescale_intercept,
+                image_kind=_image_kind(ds),
             )
         )
     return frames
+
+
+def _image_kind(ds: Dataset) -> str:
+    value = ds.get("ImageType")
+    words = [str(w) for w in value] if isinstance(value, MultiValue | list | tuple) else [str(value or "")]
+    phases = _int_or_zero(ds.get("CardiacNumberOfImages"))
+    return "\\".join(words) + "|" + str(ds.get("SequenceName", "") or "") + "|" + str(phases or "")
 
 
 def _is_multiframe(ds: Dataset) -> bool:
@@ -415,17 +432,22 @@ def parse_dicom_files(paths: Sequence[str], report: CurationReport, where: PathL
     no_meta: list[str] = []
     no_geometry: list[str] = []
     for p in paths:
-        ds = _read_dataset(p, no_meta)
-        if ds is None or "PixelData" not in ds:
-            ignored.append(p)
-            continue
-        check_allocation(_declared_bytes(ds, p), f"pixel data ({ds.get('Rows')}x{ds.get('Columns')})", p)
-        if _is_multiframe(ds):
-            frames += _enhanced_frames(p, ds)
-        elif "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
-            no_geometry.append(p)
-        else:
-            frames.append(_classic_frame(p, ds))
+        try:
+            ds = _read_dataset(p, no_meta)
+            if ds is None or "PixelData" not in ds:
+                ignored.append(p)
+                continue
+            check_allocation(_declared_bytes(ds, p), f"pixel data ({ds.get('Rows')}x{ds.get('Columns')})", p)
+            if _is_multiframe(ds):
+                frames += _enhanced_frames(p, ds)
+            elif "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
+                no_geometry.append(p)
+            else:
+                frames.append(_classic_frame(p, ds))
+        except ValueError:  # DicomReadError, InputTooLargeError: they name the file already
+            raise
+        except Exception as exc:  # pydicom reads elements lazily: a corrupt VR surfaces here
+            raise DicomReadError(f"{p}: DICOM header cannot be parsed ({type(exc).__name__}: {exc})") from exc
     if ignored:
         report.add(
             CurationKind.IGNORED_FILE,
@@ -460,22 +482,29 @@ def _syntax_name(frames: Sequence[DicomFrame], path: str) -> str:
 
 
 def group_series(frames: Sequence[DicomFrame]) -> dict[str, list[DicomFrame]]:
-    """Group frames by SeriesInstanceUID, ordered by series number.
+    """Group frames by SeriesInstanceUID (and image kind), ordered by series number.
+
+    Images of one SeriesInstanceUID with another ImageType / SequenceName (an LGE image some consoles
+    append to the cine's series) form a group of their own, keyed ``"<uid>#<ImageType>|<SequenceName>"``.
 
     Args:
         frames: parsed frames.
 
     Returns:
-        ``{series_uid: frames}``.
+        ``{series_uid or series_uid#kind: frames}``.
 
     Example:
         >>> group_series([])
         {}
 
     """
+    kinds: dict[str, set[str]] = defaultdict(set)
+    for f in frames:
+        kinds[f.series_uid].add(f.image_kind)
     by_series: dict[str, list[DicomFrame]] = defaultdict(list)
     for f in frames:
-        by_series[f.series_uid].append(f)
+        key = f.series_uid if len(kinds[f.series_uid]) == 1 else f"{f.series_uid}#{f.image_kind}"
+        by_series[key].append(f)
     return dict(sorted(by_series.items(), key=lambda kv: (kv[1][0].series_number, kv[0])))
 
 
@@ -567,7 +596,8 @@ def _report_extra_series(others: Sequence[DicomFrame], report: CurationReport) -
         for uid, fs in group_series(others).items():
             what = f"{_phases_per_position(fs)} phase(s) x {len(_positions(fs, fs[0].normal))} position(s)"
             desc = str(fs[0].ds.get("SeriesDescription", "") or "")
-            parts.append(f"series {fs[0].series_number} {desc!r} {uid} ({len(fs)} images, {what})")
+            kind = fs[0].image_kind.split("|")[0].replace("\\", "/") or "-"
+            parts.append(f"series {fs[0].series_number} {desc!r} {uid} ({kind}; {len(fs)} images, {what})")
         report.add(
             CurationKind.EXTRA_SERIES,
             "info",
@@ -643,6 +673,31 @@ def drop_repeats(
     return slices, slice_pos
 
 
+def _check_same_timeline(
+    s: Sequence[DicomFrame],
+    ref_times: npt.NDArray[np.float64],
+    slices: Sequence[Sequence[DicomFrame]],
+    where: PathLike,
+) -> None:
+    """Refuse a slice with fewer phases on another timeline (its shortest trigger step differs).
+
+    Images lost from a slice leave its shortest step between trigger times equal to the full slices'
+    step; a slice acquired with another temporal resolution (e.g. 20 phases beside 25 over the same cycle)
+    has a longer one, and matching it by trigger time would drop most of the cycle.
+    """
+    steps = np.diff(np.asarray([f.trigger_ms or 0.0 for f in s]))
+    ref_step = float(np.median(np.diff(ref_times))) if len(ref_times) > 1 else 0.0
+    if len(steps) and ref_step > 0 and abs(float(steps.min()) - ref_step) > TIMELINE_TOLERANCE * ref_step:
+        counts = sorted(Counter(len(x) for x in slices).items())
+        raise DicomReadError(
+            f"{where}: slices hold different numbers of phases "
+            f"({', '.join(f'{n} phases in {c} slice(s)' for n, c in counts)}) with different trigger "
+            f"intervals ({float(steps.min()):.1f} ms in {s[0].path} vs {ref_step:.1f} ms): they were "
+            "acquired with different temporal resolutions, so phases cannot be matched across slices; "
+            "resample them to one timeline, or read the series of one phase count (series_uid) on its own"
+        )
+
+
 def _time_key(frame: DicomFrame) -> float:
     return frame.trigger_ms if frame.trigger_ms is not None else 0.0
 
@@ -712,6 +767,7 @@ def align_phases(
                 f"{s[0].path}: slice {k} has {len(s)} of {n_phases} phases and no TriggerTime "
                 "to tell which are missing"
             )
+        _check_same_timeline(s, ref_times, slices, where)
         assigned: dict[int, DicomFrame] = {}
         for f in s:
             j = int(np.argmin(np.abs(ref_times - (f.trigger_ms or 0.0))))
@@ -1004,6 +1060,20 @@ def list_dicom_series(folder: PathLike) -> list[DicomSeriesInfo]:
     return out
 
 
+def _report_mirrored(frames: Sequence[DicomFrame], ref: DicomFrame, report: CurationReport) -> None:
+    """Warn about images whose slice normal points against the stack's (one IOP direction reversed)."""
+    mirrored = [f.path for f in frames if float(np.dot(f.normal, ref.normal)) < 0]
+    if mirrored:
+        report.add(
+            CurationKind.MIRRORED_IMAGE,
+            "warning",
+            f"{len(mirrored)} image(s) have an ImageOrientationPatient whose slice normal points against the "
+            "stack's (one direction cosine reversed); they were resampled by their headers. If their pixels "
+            "are not mirrored accordingly, the header is wrong and so are the volumes: check the montage",
+            tuple(dict.fromkeys(mirrored)),
+        )
+
+
 def _describe_source(where: PathLike, slices: list[list[DicomFrame]], ref: DicomFrame) -> str:
     numbers = sorted({f.series_number for s in slices for f in s})
     desc = str(ref.ds.get("SeriesDescription", "") or "")
@@ -1058,6 +1128,7 @@ def read_dicom_cine(
     else:
         chosen, _others = choose_cine_stack(frames, report)
     ref = reference_frame(chosen)
+    _report_mirrored(chosen, ref, report)
     slices, slice_pos = drop_repeats(chosen, ref.normal, report)
     assignment, kept_phases, phase_times = align_phases(slices, slice_pos, report, folder)
     declared = _int_or_zero(ref.ds.get("CardiacNumberOfImages"))

@@ -37,6 +37,8 @@ def _write(
     instance: int,
     patient: str = "P1",
     time: str = "100000",
+    image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY"),
+    column_sign: float = 1.0,
 ) -> Path:
     """A 4x4 MR image at z = ``z_mm`` (axial, 1.5 mm pixels) whose pixels all equal ``value``."""
     ds = Dataset()
@@ -48,7 +50,8 @@ def _write(
     ds.PatientID, ds.StudyInstanceUID = patient, STUDY_UID
     ds.SeriesInstanceUID, ds.SeriesNumber = series
     ds.InstanceNumber, ds.AcquisitionTime = instance, time
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, column_sign, 0]
+    ds.ImageType = list(image_type)
     ds.ImagePositionPatient = [-3.0, -3.0, z_mm]
     ds.PixelSpacing = [1.5, 1.5]
     ds.SliceThickness = 8
@@ -205,3 +208,59 @@ def test_no_images_and_missing_folder(tmp_path: Path) -> None:
         read_dicom_cine(tmp_path)
     with pytest.raises(FileNotFoundError):
         read_dicom_cine(tmp_path / "nope")
+
+
+def test_slices_with_different_phase_counts_are_refused(tmp_path: Path) -> None:
+    series = (generate_uid(), 3)
+    for k, n in enumerate((10, 10, 13)):  # slice 2 re-binned to 13 phases over the same cycle
+        for t in range(n):
+            _write(
+                tmp_path,
+                f"m{k}_{t}.dcm",
+                z_mm=8.0 * k,
+                trigger=600.0 * t / n,
+                series=series,
+                value=t,
+                instance=t + 1,
+            )
+    with pytest.raises(DicomReadError, match=r"different numbers of phases \(10 phases in 2 slice\(s\), 13"):
+        read_dicom_cine(tmp_path)
+
+
+def test_another_image_kind_in_the_cine_series_is_kept_apart(tmp_path: Path) -> None:
+    series = (generate_uid(), 3)
+    _cine(tmp_path, series=series)
+    for k in range(3):  # an LGE image per position appended to the cine's own series, same trigger as phase 1
+        _write(
+            tmp_path,
+            f"lge{k}.dcm",
+            z_mm=8.0 * k,
+            trigger=40.0,
+            series=series,
+            value=999,
+            instance=100 + k,
+            image_type=("DERIVED", "PRIMARY", "PSIR"),
+        )
+    study = read_dicom_cine(tmp_path)
+    assert study.image.shape == (4, 3, 4, 4) and not (study.image == 999).any()
+    (extra,) = study.curation.of_kind(CurationKind.EXTRA_SERIES)
+    assert len(extra.files) == 3 and "PSIR" in extra.message
+
+
+def test_reversed_slice_normal_is_a_warning(tmp_path: Path) -> None:
+    series = (generate_uid(), 3)
+    for k in range(3):
+        for t in range(2):
+            _write(
+                tmp_path,
+                f"c{k}_{t}.dcm",
+                z_mm=8.0 * k,
+                trigger=40.0 * t,
+                series=series,
+                value=1,
+                instance=k * 2 + t + 1,
+                column_sign=-1.0 if k == 1 else 1.0,
+            )
+    study = read_dicom_cine(tmp_path)
+    (mirrored,) = study.curation.of_kind(CurationKind.MIRRORED_IMAGE)
+    assert mirrored.severity == "warning" and len(mirrored.files) == 2
