@@ -227,3 +227,19 @@ def test_images_without_position_or_orientation_are_refused_by_name(source: Path
     study = read_study(partial)
     (missing,) = study.curation.of_kind(CurationKind.MISSING_GEOMETRY)
     assert missing.files == (str(partial / "8.dcm"),)
+
+
+def test_a_failing_write_leaves_no_partial_output(
+    source: Path, predictor: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cardiacseg.inferers.study as study_mod
+    from cardiacseg.inferers import segment_batch
+
+    def disk_full(*args: Any, **kwargs: Any) -> list[Path]:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(study_mod, "write_report", disk_full)  # fails after labels and PNGs are written
+    result = segment_batch([source], tmp_path / "out", predictor, progress=False)
+    assert list(result.failed) == [STUDY] and "No space left" in result.failed[STUDY]
+    assert not any((tmp_path / "out" / STUDY).iterdir())  # labels.nii.gz and PNGs removed again
+    assert (tmp_path / "out" / "errors" / f"{STUDY}.txt").exists()
