@@ -83,3 +83,14 @@ def independent_sunnybrook_volumes(dicom_dir: Path, contour_dir: Path) -> dict[s
         "mass": 1.05 * myo,
         "slice_spacing": slice_spacing,
     }
+
+
+#: Fixtures that read ../shared/data: a test using any of them is marked ``realdata`` automatically, so
+#: ``-m "not realdata"`` really leaves out every test that needs the shared data.
+REALDATA_FIXTURES = frozenset({"shared_data", "sunnybrook_dir", "acdc_dir"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if REALDATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.realdata)
