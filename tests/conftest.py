@@ -92,5 +92,7 @@ REALDATA_FIXTURES = frozenset({"shared_data", "sunnybrook_dir", "acdc_dir"})
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if REALDATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+        callspec = getattr(item, "callspec", None)
+        real_variant = callspec is not None and callspec.params.get("acdc_slice") == "acdc"  # see transforms
+        if real_variant or REALDATA_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.realdata)

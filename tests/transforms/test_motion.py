@@ -43,10 +43,14 @@ def test_zero_amplitude_is_identity(acdc_slice: tuple[np.ndarray, np.ndarray]) -
     np.testing.assert_allclose(out, x[0], atol=1e-5)
 
 
-def test_ghost_energy_grows_with_amplitude(acdc_slice: tuple[np.ndarray, np.ndarray]) -> None:
+def test_ghost_energy_grows_with_amplitude(
+    acdc_slice: tuple[np.ndarray, np.ndarray], request: pytest.FixtureRequest
+) -> None:
     img, _ = acdc_slice
     x = img.T[None].astype(np.float32)
     outside = ~_body_mask(x[0])
+    if request.node.callspec.params.get("acdc_slice") == "phantom":
+        pytest.skip("ghost energy is measured in the air around the body; the phantom has no air")
     assert outside.sum() > 1000
     energies = []
     for amp in (0.0, 1.0, 2.0, 4.0, 8.0):
