@@ -77,9 +77,9 @@ __all__ = [
 #: Two slice positions closer than this (mm, along the normal) are the same slice location.
 POSITION_TOLERANCE_MM = 0.5
 
-#: A slice with fewer phases whose shortest trigger interval differs from the full slices' by more than this
-#: fraction is on another timeline (another temporal resolution), not missing images: the study is refused.
-TIMELINE_TOLERANCE = 0.15
+#: An image of a slice with fewer phases further than this fraction of the local phase step from the full
+#: slices' nearest trigger time is on another timeline (another temporal resolution): the study is refused.
+TIMELINE_TOLERANCE = 0.35
 
 
 class DicomReadError(ValueError):
@@ -679,23 +679,29 @@ def _check_same_timeline(
     slices: Sequence[Sequence[DicomFrame]],
     where: PathLike,
 ) -> None:
-    """Refuse a slice with fewer phases on another timeline (its shortest trigger step differs).
+    """Refuse a slice with fewer phases whose images do not sit on the full slices' timeline.
 
-    Images lost from a slice leave its shortest step between trigger times equal to the full slices'
-    step; a slice acquired with another temporal resolution (e.g. 20 phases beside 25 over the same cycle)
-    has a longer one, and matching it by trigger time would drop most of the cycle.
+    Images lost from a slice leave the others at the full slices' trigger times; a slice acquired with
+    another temporal resolution (e.g. 20 phases beside 25 over the same cycle) drifts off that timeline,
+    and matching it by nearest trigger time would drop most of the cycle. An image is off the timeline
+    when it is further than :data:`TIMELINE_TOLERANCE` of the local step from the nearest reference time.
     """
-    steps = np.diff(np.asarray([f.trigger_ms or 0.0 for f in s]))
-    ref_step = float(np.median(np.diff(ref_times))) if len(ref_times) > 1 else 0.0
-    if len(steps) and ref_step > 0 and abs(float(steps.min()) - ref_step) > TIMELINE_TOLERANCE * ref_step:
-        counts = sorted(Counter(len(x) for x in slices).items())
-        raise DicomReadError(
-            f"{where}: slices hold different numbers of phases "
-            f"({', '.join(f'{n} phases in {c} slice(s)' for n, c in counts)}) with different trigger "
-            f"intervals ({float(steps.min()):.1f} ms in {s[0].path} vs {ref_step:.1f} ms): they were "
-            "acquired with different temporal resolutions, so phases cannot be matched across slices; "
-            "resample them to one timeline, or read the series of one phase count (series_uid) on its own"
-        )
+    if len(ref_times) < 2:
+        return
+    for f in s:
+        t = f.trigger_ms or 0.0
+        j = int(np.argmin(np.abs(ref_times - t)))
+        local_step = float(np.min(np.abs(np.diff(ref_times[max(0, j - 1) : j + 2]))))
+        if local_step > 0 and abs(t - float(ref_times[j])) > TIMELINE_TOLERANCE * local_step:
+            counts = sorted(Counter(len(x) for x in slices).items())
+            raise DicomReadError(
+                f"{where}: slices hold different numbers of phases "
+                f"({', '.join(f'{n} phases in {c} slice(s)' for n, c in counts)}) on different timelines "
+                f"({f.path} at {t:.1f} ms is {abs(t - float(ref_times[j])):.1f} ms from the nearest phase of "
+                f"the full slices, whose step there is {local_step:.1f} ms): they were acquired with "
+                "different temporal resolutions, so phases cannot be matched across slices; resample them "
+                "to one timeline, or read the series of one phase count (series_uid) on its own"
+            )
 
 
 def _time_key(frame: DicomFrame) -> float:
