@@ -103,7 +103,8 @@ def s1(keys: Keys = ("image", "label"), spatial_dims: int = 2) -> Compose:
         spatial_dims: 2 (in-plane rotation) or 3 (rotation about the slice axis).
 
     Returns:
-        A ``Compose``; images must be scaled to [0, 1] (lighting works in logit space).
+        A ``Compose``. Lighting works in logit space on [0, 1]; other ranges (raw DICOM values, z-scores)
+        are mapped to [0, 1] by the image's min/max and back (:class:`RandLighting`).
 
     Example:
         >>> aug = s1()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -82,3 +84,20 @@ def test_lighting_zero_is_identity_and_seeded() -> None:
     b.set_random_state(5)
     np.testing.assert_array_equal(np.asarray(a(x)), np.asarray(b(x)))
     assert 0.3 <= a.brightness <= 0.7 and 0.6 <= a.contrast <= 1 / 0.6
+
+
+def test_lighting_on_raw_dicom_intensities_keeps_their_range(sunnybrook_dir: Path) -> None:
+    """Preset s1 on raw Sunnybrook intensities (0-1248) used to turn the image white (logit of clipped x)."""
+    import pydicom
+
+    raw = pydicom.dcmread(sunnybrook_dir / "dicoms" / "SCD0000101" / "8.dcm").pixel_array.astype(np.float32)
+    x = raw[None]
+    same = RandLighting(0.0, prob=1.0)(x)  # no lighting: the image comes back (up to the 1e-4 clip)
+    np.testing.assert_allclose(np.asarray(same), x, atol=1e-3 * float(raw.max()))
+    t = RandLighting(0.4, prob=1.0)
+    t.set_random_state(3)
+    out = np.asarray(t(x))
+    assert raw.min() <= out.min() and out.max() <= raw.max()  # the raw range is kept
+    assert (out >= 0.99 * raw.max()).mean() < 0.01  # not white
+    # the lighting is monotonic: the ranking of pixels (anatomy) is kept
+    assert np.corrcoef(np.argsort(np.argsort(out.ravel())), np.argsort(np.argsort(raw.ravel())))[0, 1] > 0.99

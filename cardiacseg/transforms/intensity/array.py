@@ -1,4 +1,9 @@
-"""Intensity transforms (array versions): CLAHE, percentile normalisation, N4 bias correction, lighting."""
+"""Intensity transforms (array versions): CLAHE, percentile normalisation, N4 bias correction, lighting.
+
+:class:`SliceZScore` (built on :func:`percentile_zscore`) is *the* intensity pre-processing of the 2D
+segmentation models: training, validation (:mod:`cardiacseg.engines.pipelines`) and inference
+(:class:`~cardiacseg.inferers.SlicePredictor`) all call it, on whole slices, before the heart crop.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,14 @@ from monai.utils.type_conversion import convert_to_dst_type, convert_to_numpy
 
 from cardiacseg.transforms._slices import map_inplane
 
-__all__ = ["CLAHE", "N4BiasFieldCorrection", "PercentileNormalize", "RandLighting"]
+__all__ = [
+    "CLAHE",
+    "N4BiasFieldCorrection",
+    "PercentileNormalize",
+    "RandLighting",
+    "SliceZScore",
+    "percentile_zscore",
+]
 
 
 class CLAHE(Transform):
@@ -140,6 +152,99 @@ class PercentileNormalize(Transform):
         return out
 
 
+#: torch.quantile's largest input (elements)
+_QUANTILE_MAX_NUMEL = 2**24
+
+
+def percentile_zscore(slices: torch.Tensor, lower: float = 0.5, upper: float = 99.5) -> torch.Tensor:
+    """Per-slice clip to percentiles, then z-score: :class:`PercentileNormalize` vectorised over slices.
+
+    The statistics of each slice are its own (the clipped slice's mean and population standard deviation;
+    a constant slice becomes 0).
+
+    Args:
+        slices: ``(N, 1, X, Y)``.
+        lower: lower percentile.
+        upper: upper percentile.
+
+    Returns:
+        The normalised slices (a new float32 tensor).
+
+    Example:
+        >>> x = torch.rand(3, 1, 16, 16) * 500
+        >>> y = percentile_zscore(x)
+        >>> bool(torch.allclose(y[1], torch.as_tensor(PercentileNormalize(mode="zscore")(x[1])), atol=1e-5))
+        True
+
+    """
+    out = torch.empty_like(slices, dtype=torch.float32)
+    n_px = max(1, int(np.prod(slices.shape[1:])))
+    step = max(1, min(64, _QUANTILE_MAX_NUMEL // n_px))  # torch.quantile's input size is limited
+    q_at = torch.tensor([lower / 100.0, upper / 100.0])
+    for i in range(0, slices.shape[0], step):
+        part = slices[i : i + step]
+        flat = part.reshape(part.shape[0], -1).float()
+        q = torch.quantile(flat, q_at, dim=1, keepdim=True)
+        c = torch.minimum(torch.maximum(flat, q[0]), q[1])
+        std = c.std(dim=1, unbiased=False, keepdim=True)
+        z = (c - c.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
+        out[i : i + step] = z.reshape(part.shape)
+    return out
+
+
+class SliceZScore(Transform):
+    """Z-score every in-plane slice over the whole slice (after clipping to percentiles).
+
+    The intensity pre-processing of cardiacseg's 2D models, one definition for training and inference:
+    each ``(X, Y)`` slice of a channel-first ``(C, X, Y)`` slice or ``(C, X, Y, Z)`` stack (every channel,
+    e.g. every phase, and every slice on its own) is clipped to its ``lower``-``upper`` percentiles and
+    z-scored with its own mean and standard deviation (:func:`percentile_zscore`). Apply it to the whole
+    slice, *before* any heart crop: the statistics then do not depend on where the crop lies, and padding
+    added by the crop is 0 (the slice mean) in training and at inference alike.
+
+    Args:
+        lower: lower percentile.
+        upper: upper percentile.
+
+    Example:
+        >>> x = np.random.rand(2, 32, 32, 3).astype(np.float32) * 800
+        >>> y = SliceZScore()(x)
+        >>> ref = PercentileNormalize(mode="zscore")(x[1:2, :, :, 2])[0]
+        >>> bool(np.allclose(y[1, :, :, 2], ref, atol=1e-5))
+        True
+
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, lower: float = 0.5, upper: float = 99.5):
+        if not 0 <= lower < upper <= 100:
+            raise ValueError(f"need 0 <= lower < upper <= 100, got {lower}, {upper}")
+        self.lower, self.upper = lower, upper
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """Normalise every slice of ``img``.
+
+        Args:
+            img: ``(C, X, Y)`` or ``(C, X, Y, Z)``.
+
+        Returns:
+            The normalised image, float32, of the input's type (MetaTensor meta-data kept).
+
+        Raises:
+            ValueError: fewer than 3 dimensions.
+
+        """
+        if img.ndim < 3:
+            raise ValueError(f"SliceZScore needs a channel-first (C, X, Y[, Z]) image, got shape {img.shape}")
+        t = torch.as_tensor(np.asarray(img)) if isinstance(img, np.ndarray) else img.as_subclass(torch.Tensor)
+        moved = t.movedim((1, 2), (-2, -1))  # (C, [Z,] X, Y)
+        z = percentile_zscore(moved.reshape(-1, 1, *moved.shape[-2:]), self.lower, self.upper)
+        out = z.reshape(moved.shape).movedim((-2, -1), (1, 2)).contiguous()
+        res: NdarrayOrTensor = convert_to_dst_type(out, img, dtype=torch.float32)[0]
+        return res
+
+
 class N4BiasFieldCorrection(Transform):
     """N4 bias-field correction (ITK) of every 2D slice, with an Otsu-style foreground mask.
 
@@ -211,8 +316,16 @@ class N4BiasFieldCorrection(Transform):
         )[0]
 
 
+#: Overshoot beyond [0, 1] still treated as a [0, 1] image by :class:`RandLighting` (interpolation).
+RANGE_TOLERANCE = 0.05
+
+
 class RandLighting(RandomizableTransform):
-    """fastai-style lighting: random brightness and contrast in logit space, for images in [0, 1].
+    """fastai-style lighting: random brightness and contrast in logit space.
+
+    Written for images in [0, 1] (fastai). Any other range (raw DICOM intensities, z-scores) is mapped to
+    [0, 1] by the image's own min/max, lit, and mapped back to that range, so presets s1/s2 work on any
+    input instead of turning it white.
 
     ``x' = sigmoid(logit(x) * c + logit(b))`` with brightness ``b ~ U(0.5 (1 - L), 0.5 (1 + L))`` and
     contrast ``c`` log-uniform in ``[1 - L, 1 / (1 - L)]`` for ``max_lighting = L``, the "lighting"
@@ -261,7 +374,7 @@ class RandLighting(RandomizableTransform):
         """Apply lighting to ``img`` (values are clipped to [0, 1] first).
 
         Args:
-            img: channel-first image scaled to [0, 1].
+            img: channel-first image (any range; see the class docstring).
             randomize: draw new parameters.
 
         Returns:
@@ -273,10 +386,19 @@ class RandLighting(RandomizableTransform):
         if not self._do_transform:
             return img
         x = convert_to_numpy(img).astype(np.float64)
+        # Images outside [0, 1] (raw DICOM values, z-scores as in the training pipeline) are mapped to
+        # [0, 1] by their own min/max, lit, and mapped back, so the lighting never saturates them white.
+        lo, hi = float(x.min()), float(x.max())
+        rescale = (lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE) and hi > lo
+        if rescale:
+            x = (x - lo) / (hi - lo)
         eps = 1e-4
         x = np.clip(x, eps, 1 - eps)
         logit = np.log(x / (1 - x)) * self.contrast + np.log(self.brightness / (1 - self.brightness))
-        out = (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+        out = 1.0 / (1.0 + np.exp(-logit))
+        if rescale:
+            out = out * (hi - lo) + lo
+        out = out.astype(np.float32)
         return convert_to_dst_type(
             out, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32
         )[0]
