@@ -77,9 +77,9 @@ __all__ = [
 #: Two slice positions closer than this (mm, along the normal) are the same slice location.
 POSITION_TOLERANCE_MM = 0.5
 
-#: An image of a slice with fewer phases further than this fraction of the local phase step from the full
-#: slices' nearest trigger time is on another timeline (another temporal resolution): the study is refused.
-TIMELINE_TOLERANCE = 0.35
+#: A slice may lack this fraction of the phases (at least one) as lost images; more means another timeline
+#: (another temporal resolution) and the study is refused.
+MAX_MISSING_PHASES_FRACTION = 0.1
 
 
 class DicomReadError(ValueError):
@@ -674,34 +674,26 @@ def drop_repeats(
 
 
 def _check_same_timeline(
-    s: Sequence[DicomFrame],
-    ref_times: npt.NDArray[np.float64],
-    slices: Sequence[Sequence[DicomFrame]],
-    where: PathLike,
+    s: Sequence[DicomFrame], n_phases: int, slices: Sequence[Sequence[DicomFrame]], where: PathLike
 ) -> None:
-    """Refuse a slice with fewer phases whose images do not sit on the full slices' timeline.
+    """Refuse a slice that lacks more phases than lost images explain: it is on another timeline.
 
-    Images lost from a slice leave the others at the full slices' trigger times; a slice acquired with
-    another temporal resolution (e.g. 20 phases beside 25 over the same cycle) drifts off that timeline,
-    and matching it by nearest trigger time would drop most of the cycle. An image is off the timeline
-    when it is further than :data:`TIMELINE_TOLERANCE` of the local step from the nearest reference time.
+    A lost image or two leave a slice :data:`MAX_MISSING_PHASES_FRACTION` short at most; a slice acquired
+    with another temporal resolution (e.g. 20 phases beside 25 over the same cycle) lacks many, and matching
+    it by trigger time would drop most of the cycle from every slice. (Trigger times alone cannot tell:
+    between slices they drift with the heart rate by a third of a phase step in the Sunnybrook study.)
     """
-    if len(ref_times) < 2:
-        return
-    for f in s:
-        t = f.trigger_ms or 0.0
-        j = int(np.argmin(np.abs(ref_times - t)))
-        local_step = float(np.min(np.abs(np.diff(ref_times[max(0, j - 1) : j + 2]))))
-        if local_step > 0 and abs(t - float(ref_times[j])) > TIMELINE_TOLERANCE * local_step:
-            counts = sorted(Counter(len(x) for x in slices).items())
-            raise DicomReadError(
-                f"{where}: slices hold different numbers of phases "
-                f"({', '.join(f'{n} phases in {c} slice(s)' for n, c in counts)}) on different timelines "
-                f"({f.path} at {t:.1f} ms is {abs(t - float(ref_times[j])):.1f} ms from the nearest phase of "
-                f"the full slices, whose step there is {local_step:.1f} ms): they were acquired with "
-                "different temporal resolutions, so phases cannot be matched across slices; resample them "
-                "to one timeline, or read the series of one phase count (series_uid) on its own"
-            )
+    allowed = max(1, int(MAX_MISSING_PHASES_FRACTION * n_phases))
+    if n_phases - len(s) > allowed:
+        counts = sorted(Counter(len(x) for x in slices).items())
+        raise DicomReadError(
+            f"{where}: slices hold different numbers of phases "
+            f"({', '.join(f'{n} phases in {c} slice(s)' for n, c in counts)}); {s[0].path}'s slice lacks "
+            f"{n_phases - len(s)} of {n_phases}, more than lost images explain (at most {allowed}): the "
+            "slices were acquired with different temporal resolutions, so phases cannot be matched across "
+            "slices; resample them to one timeline, or read the series of one phase count (series_uid) "
+            "on its own"
+        )
 
 
 def _time_key(frame: DicomFrame) -> float:
@@ -773,7 +765,7 @@ def align_phases(
                 f"{s[0].path}: slice {k} has {len(s)} of {n_phases} phases and no TriggerTime "
                 "to tell which are missing"
             )
-        _check_same_timeline(s, ref_times, slices, where)
+        _check_same_timeline(s, n_phases, slices, where)
         assigned: dict[int, DicomFrame] = {}
         for f in s:
             j = int(np.argmin(np.abs(ref_times - (f.trigger_ms or 0.0))))
