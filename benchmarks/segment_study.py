@@ -53,8 +53,9 @@ def _dice_vs_expert(study_name: str, labels: dict[int, np.ndarray]) -> dict[str,
 
 def run_ours(study_name: str, kwargs: dict[str, object], out_dir: Path) -> dict[str, float]:
     from cardiacseg.demo import shipped_bundle_path
-    from cardiacseg.inferers import SlicePredictor, segment_batch
+    from cardiacseg.inferers import SlicePredictor
     from cardiacseg.io.nifti import read_nifti_array
+    from cardiacseg.workflows import segment_batch
 
     t0 = time.perf_counter()
     predictor = SlicePredictor.from_bundle(shipped_bundle_path(), **kwargs)

@@ -118,7 +118,7 @@ def _predictor(args: argparse.Namespace) -> SlicePredictorT:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from cardiacseg.inferers.study import segment_batch
+    from cardiacseg.workflows.segment import segment_batch
 
     predictor = _predictor(args)
     result = segment_batch(
@@ -140,7 +140,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from cardiacseg.engines.compare import compare_cohort
+    from cardiacseg.workflows.evaluate import compare_cohort
 
     summary = compare_cohort(
         args.pred,

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from cardiacseg.engines.builders import build_evaluator, build_trainer
-from cardiacseg.engines.compare import compare_cohort, compare_labels, read_label_set
 from cardiacseg.engines.pipelines import train_transforms, val_transforms
 
 __all__ = [
     "build_evaluator",
     "build_trainer",
-    "compare_cohort",
-    "compare_labels",
-    "read_label_set",
     "train_transforms",
     "val_transforms",
 ]

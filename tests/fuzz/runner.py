@@ -292,7 +292,7 @@ def _child_main(case: FuzzCase, built: BuiltCase, out_dir: Path, predictor: Any)
     # 3. segment a seeded subset of what read OK
     primary = "h5_frame" if built.h5 is not None else "info"
     if case.segment and predictor is not None and steps[primary][0] == "ok" and built.h5 is None:
-        from cardiacseg.inferers import segment_batch
+        from cardiacseg.workflows import segment_batch
 
         known = _value_error_names()
 

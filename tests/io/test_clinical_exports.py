@@ -59,7 +59,7 @@ def _segment(inputs: list[Path], out: Path, predictor: Any) -> dict[str, dict[st
     """Run the batch as ``cardiacseg segment`` does; return each study's report."""
     import json
 
-    from cardiacseg.inferers import segment_batch
+    from cardiacseg.workflows import segment_batch
 
     result = segment_batch(inputs, out, predictor, progress=False, figures=False)
     assert result.ok, result.failed
@@ -232,8 +232,8 @@ def test_images_without_position_or_orientation_are_refused_by_name(source: Path
 def test_a_failing_write_leaves_no_partial_output(
     source: Path, predictor: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cardiacseg.inferers.study as study_mod
-    from cardiacseg.inferers import segment_batch
+    import cardiacseg.workflows.segment as study_mod
+    from cardiacseg.workflows import segment_batch
 
     def disk_full(*args: Any, **kwargs: Any) -> list[Path]:
         raise OSError("No space left on device")
