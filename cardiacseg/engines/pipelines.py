@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from monai.transforms import Compose, EnsureTyped, RandSpatialCropd
 
-from cardiacseg.transforms.intensity.dictionary import PercentileNormalized
+from cardiacseg.transforms.intensity.dictionary import SliceZScored
 from cardiacseg.transforms.presets import get_preset
 from cardiacseg.transforms.spatial.dictionary import HeartCropd
 
@@ -12,7 +12,11 @@ __all__ = ["train_transforms", "val_transforms"]
 
 
 def val_transforms(crop_size: int = 160, keys: tuple[str, ...] = ("image", "label")) -> Compose:
-    """Deterministic pre-processing of 2D slices: percentile z-score per slice, heart-centred crop.
+    """Deterministic pre-processing of 2D slices: percentile z-score of the whole slice, heart-centred crop.
+
+    The z-score is :class:`~cardiacseg.transforms.SliceZScore`, which
+    ``SlicePredictor(zscore_region="slice")`` applies identically at inference (the predictor's default
+    z-scores inside its crop: see ``docs/benchmarks/preprocessing_match.md``).
 
     Items carry ``image`` and ``label`` as ``(1, X, Y)`` and ``centre`` (the patient's heart centre, see
     :func:`cardiacseg.data.datalist.ssl4mis_slice_items`).
@@ -30,7 +34,7 @@ def val_transforms(crop_size: int = 160, keys: tuple[str, ...] = ("image", "labe
     """
     return Compose(
         [
-            PercentileNormalized(keys[0], mode="zscore"),
+            SliceZScored(keys[0]),
             HeartCropd(keys, roi_size=(crop_size, crop_size), centre_key="centre"),
             EnsureTyped(keys, track_meta=False),
         ]
@@ -63,7 +67,7 @@ def train_transforms(
     """
     return Compose(
         [
-            PercentileNormalized(keys[0], mode="zscore"),
+            SliceZScored(keys[0]),
             HeartCropd(keys, roi_size=(crop_size, crop_size), centre_key="centre"),
             *get_preset(preset, keys, spatial_dims=2).transforms,
             RandSpatialCropd(keys, roi_size=(patch_size, patch_size), random_size=False),

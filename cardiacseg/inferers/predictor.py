@@ -1,7 +1,9 @@
 """Slice-wise prediction of whole cine studies with 2D networks (load once, predict many studies).
 
 Per study: in-plane resampling to the model's spacing, label-free heart localisation from the temporal
-variance over the phases, a fixed-size heart crop, per-slice percentile z-score, batched 2D inference over
+variance over the phases, a fixed-size heart crop, per-slice percentile z-score (by default inside the
+crop; ``zscore_region="slice"``: over the whole slice before the crop, as the training pipeline does, with
+the same :class:`~cardiacseg.transforms.SliceZScore`), batched 2D inference over
 all (phase, slice) pairs with optional test-time augmentation (mirroring, 90-degree rotations) and an
 ensemble of networks (softmax averaged), then the crop and the resampling are inverted (MONAI's
 applied-operation records) so that the labels lie on the input grid; optional post-processing last.
@@ -30,6 +32,7 @@ from cardiacseg.io.study import CineStudy
 from cardiacseg.networks.factory import get_network
 from cardiacseg.networks.weights import load_state_dict_file
 from cardiacseg.postprocess import PostprocessingChoice, PostProcessor
+from cardiacseg.transforms.intensity.array import SliceZScore, percentile_zscore
 from cardiacseg.transforms.spatial.array import HeartCrop, InPlaneSpacing
 from cardiacseg.transforms.utils import SPACING_UNKNOWN, study_affine
 from cardiacseg.typing import LabelArray, PathLike
@@ -37,6 +40,7 @@ from cardiacseg.typing import LabelArray, PathLike
 __all__ = [
     "MAX_ASSUMED_FOV_MM",
     "TTA_MODES",
+    "ZSCORE_REGIONS",
     "Allocation",
     "SlicePredictor",
     "assumed_pixel_spacing",
@@ -70,6 +74,12 @@ class Allocation(NamedTuple):
 #: (mirroring and 90-degree rotations: the dihedral group of the square crop).
 _N_VIEWS = {"none": 1, "flip": 4, "flip_rot90": 8}
 TTA_MODES = tuple(_N_VIEWS)
+
+#: Where the per-slice z-score statistics are taken: ``"crop"`` (default), inside the heart crop;
+#: ``"slice"``, the whole (resampled) slice before the crop, as in training
+#: (:class:`~cardiacseg.transforms.SliceZScore`). With the shipped weights ``"slice"`` is not better on the
+#: ACDC validation patients (``docs/benchmarks/preprocessing_match.md``), so the default stays ``"crop"``.
+ZSCORE_REGIONS = ("crop", "slice")
 
 
 def native_bf16(device: str | torch.device = "cpu") -> bool:
@@ -115,36 +125,6 @@ def assumed_pixel_spacing(shape_yx: Sequence[int], target_spacing_mm: float) -> 
 
     """
     return float(min(target_spacing_mm, MAX_ASSUMED_FOV_MM / max(shape_yx)))
-
-
-def percentile_zscore(slices: torch.Tensor, lower: float = 0.5, upper: float = 99.5) -> torch.Tensor:
-    """Per-slice clip to percentiles, then z-score: :class:`PercentileNormalize` vectorised over slices.
-
-    Args:
-        slices: ``(N, 1, X, Y)``.
-        lower: lower percentile.
-        upper: upper percentile.
-
-    Returns:
-        The normalised slices (a new tensor).
-
-    Example:
-        >>> from cardiacseg.transforms import PercentileNormalize
-        >>> x = torch.rand(3, 1, 16, 16) * 500
-        >>> y = percentile_zscore(x)
-        >>> bool(torch.allclose(y[1], torch.as_tensor(PercentileNormalize(mode="zscore")(x[1])), atol=1e-5))
-        True
-
-    """
-    out = torch.empty_like(slices, dtype=torch.float32)
-    for i in range(0, slices.shape[0], 64):  # torch.quantile's input size is limited
-        flat = slices[i : i + 64].reshape(slices[i : i + 64].shape[0], -1).float()
-        q = torch.quantile(flat, torch.tensor([lower / 100.0, upper / 100.0]), dim=1, keepdim=True)
-        c = torch.minimum(torch.maximum(flat, q[0]), q[1])
-        std = c.std(dim=1, unbiased=False, keepdim=True)
-        z = (c - c.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
-        out[i : i + 64] = z.reshape(slices[i : i + 64].shape)
-    return out
 
 
 def _views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
@@ -275,9 +255,12 @@ class SlicePredictor:
         precision: ``"fp32"``, ``"bf16"`` (autocast; about 1.5x faster here on a CPU with native bfloat16,
             e.g. AVX512-BF16 or AMX, and on GPUs; slower where bfloat16 is emulated), or ``"auto"``: bf16
             where :func:`native_bf16` says the device has it, else fp32.
+        zscore_region: where each slice's z-score statistics are taken (:data:`ZSCORE_REGIONS`):
+            ``"crop"``, inside the heart crop (what the shipped weights were evaluated and released with);
+            ``"slice"``, the whole slice before the crop, as in training.
 
     Raises:
-        ValueError: unknown TTA mode or precision, or no network.
+        ValueError: unknown TTA mode, precision or z-score region, or no network.
 
     Example:
         >>> predictor = SlicePredictor.from_bundle("bundles/cardiac_cine_seg")  # doctest: +SKIP
@@ -296,6 +279,7 @@ class SlicePredictor:
         tta: str = "none",
         postprocess: PostProcessor | None = None,
         precision: str = "fp32",
+        zscore_region: str = "crop",
     ):
         nets = [network] if isinstance(network, nn.Module) else list(network)
         if not nets:
@@ -304,6 +288,9 @@ class SlicePredictor:
             raise ValueError(f"unknown TTA mode {tta!r}; choose from {TTA_MODES}")
         if precision not in ("fp32", "bf16", "auto"):
             raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
+        if zscore_region not in ZSCORE_REGIONS:
+            raise ValueError(f"zscore_region must be one of {ZSCORE_REGIONS}, got {zscore_region!r}")
+        self.zscore_region = zscore_region
         if precision == "auto":
             precision = "bf16" if native_bf16(device) else "fp32"
         self.precision = precision
@@ -354,8 +341,9 @@ class SlicePredictor:
         """Build a predictor from a bundle folder.
 
         Reads ``configs/inference.json`` (network name, spacing, crop, ``ensemble``: weight files relative
-        to the bundle, ``tta``) and ``configs/postprocessing.json`` (the steps chosen on validation data by
-        :func:`~cardiacseg.postprocess.select_postprocessing`), then ``models/model.pt`` (or the ensemble).
+        to the bundle, ``tta``, ``zscore_region``) and ``configs/postprocessing.json`` (the steps chosen on
+        validation data by :func:`~cardiacseg.postprocess.select_postprocessing`), then ``models/model.pt``
+        (or the ensemble).
 
         Args:
             bundle_dir: the bundle folder.
@@ -378,6 +366,7 @@ class SlicePredictor:
             "crop_fallback_size": None,
             "tta": "none",
             "precision": "fp32",
+            "zscore_region": "crop",
             "ensemble": ["models/model.pt"],
         }
         cfg = root / "configs" / "inference.json"
@@ -452,8 +441,11 @@ class SlicePredictor:
         * in-plane resampling (only when spacings are known): MONAI's one-phase probe with its sampling
           grid ``4 x (X', Y', Z)``; the row pass ``(T, Z, Y', X)``; the resampled image ``(T, Z, Y', X')``;
         * heart localisation: a float32 copy of the resampled image and the temporal-deviation temporary;
-        * the heart crop: the padded image ``(T, max(X', s), max(Y', s), Z)`` when the image is smaller than
-          the crop; the crop of the selected phases, its slices and their normalised copy ``(S*Z, s, s)``;
+        * the z-score of whole slices (``zscore_region="slice"``): the selected phases ``(S, X', Y', Z)``,
+          their slices and the normalised copy;
+        * the heart crop: the padded image ``(T or S, max(X', s), max(Y', s), Z)`` when the image is smaller
+          than the crop; the crop of the selected phases, its slices and (``zscore_region="crop"``) their
+          normalised copy ``(S*Z, s, s)``;
         * the network's probabilities ``(S*Z, 4, s, s)``: the per-batch outputs and their concatenation
           (plus those of the first crop when the fallback crop is enabled);
         * the probabilities mapped back to the input grid per phase group ``(G, 4, Z, Y, X)`` and the
@@ -510,12 +502,21 @@ class SlicePredictor:
                     2,
                 )
             )
+        n_c, c_name = (n_t, "T") if self.zscore_region == "crop" else (n_s, "S")  # phases the crop sees
+        if self.zscore_region == "slice":
+            out.append(
+                Allocation(
+                    f"whole slices z-scored (S, X', Y', Z) = {(n_s, rx, ry, n_z)} float32",
+                    n_s * rx * ry * n_z * f4,
+                    3,
+                )
+            )
         if rx < s or ry < s:
             px, py = max(rx, s), max(ry, s)
             out.append(
                 Allocation(
-                    f"padded image for the {s}-pixel crop (T, X, Y, Z) = {(n_t, px, py, n_z)} float32",
-                    n_t * px * py * n_z * f4,
+                    f"padded image for the {s}-pixel crop ({c_name}, X, Y, Z) = {(n_c, px, py, n_z)} float32",
+                    n_c * px * py * n_z * f4,
                 )
             )
         out.append(
@@ -627,14 +628,21 @@ class SlicePredictor:
         in_shape = (int(study.image.shape[3]), int(study.image.shape[2]))  # (X, Y)
         size = self.crop_size
         crop = HeartCrop((size, size))
-        centre, _ = crop.find_centre(img)
+        centre, _ = crop.find_centre(img)  # on the raw intensities of all phases
+        src = img
+        if self.zscore_region == "slice":  # as in training: z-score whole slices, then crop
+            normed = SliceZScore()(img.as_tensor()[sel])  # type: ignore[attr-defined]
+            meta = {k: v for k, v in img.meta.items() if k != "affine"}  # type: ignore[attr-defined]
+            src = MetaTensor(normed, affine=img.affine.clone(), meta=meta)  # type: ignore[attr-defined]
+            src.applied_operations = copy.deepcopy(img.applied_operations)  # type: ignore[attr-defined]
         while True:
-            cropped = crop(img, centre=centre)
+            cropped = crop(src, centre=centre)
             assert isinstance(cropped, MetaTensor)
             _, x, y, z = cropped.shape
-            arr = cropped.as_tensor()[sel]  # (T, X, Y, Z)
+            arr = cropped.as_tensor() if src is not img else cropped.as_tensor()[sel]  # (S, X, Y, Z)
             slices = arr.permute(0, 3, 1, 2).reshape(-1, 1, x, y).clone()
-            slices = percentile_zscore(slices)
+            if self.zscore_region == "crop":
+                slices = percentile_zscore(slices)
             probs = self._forward(slices).reshape(len(sel), z, 4, x, y).permute(0, 2, 3, 4, 1)  # (T,4,X,Y,Z)
             fallback = self.crop_fallback_size
             if fallback is None or fallback <= size or not _touches_border(probs):

@@ -14,6 +14,9 @@ from cardiacseg.transforms.intensity import (
     PercentileNormalized,
     RandLighting,
     RandLightingd,
+    SliceZScore,
+    SliceZScored,
+    percentile_zscore,
 )
 from cardiacseg.transforms.motion import (
     RandRespiratoryMotion,
@@ -59,9 +62,12 @@ __all__ = [
     "RandRespiratoryMotiond",
     "RandSliceMisalignment",
     "RandSliceMisalignmentd",
+    "SliceZScore",
+    "SliceZScored",
     "get_preset",
     "label_to_metatensor",
     "locate_heart",
+    "percentile_zscore",
     "slice_to_metatensor",
     "study_to_metatensor",
 ]

@@ -249,3 +249,50 @@ def test_absurd_pixel_size_is_refused_before_allocating() -> None:
     ):
         predictor.predict(mixed)
     assert _peak_rss_bytes() - before < 100e6
+
+
+class _Echo(nn.Module):
+    """Four copies of the input as logits: the network input passes through unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x] * 4, dim=1)
+
+
+@pytest.mark.parametrize("region", ["slice", "crop"])
+def test_slice_region_gives_the_network_the_training_preprocessing(acdc_dir: Path, region: str) -> None:
+    """With ``zscore_region="slice"`` the network sees at inference what ``val_transforms`` gave it.
+
+    ACDC (SSL4MIS: no spacing, so no resampling, as in training): the slices fed to the network equal
+    ``val_transforms`` (z-score of the whole slice, then the heart crop, with the predictor's crop centre).
+    The default statistics inside the crop (``"crop"``) give another distribution.
+    """
+    from cardiacseg.data.datalist import ssl4mis_slice_items
+    from cardiacseg.engines.pipelines import val_transforms
+    from cardiacseg.io.ssl4mis import read_ssl4mis_study
+    from cardiacseg.transforms import HeartCrop
+
+    study = read_ssl4mis_study(acdc_dir, "patient001")
+    kwargs = {} if region == "crop" else {"zscore_region": region}  # the default is "crop"
+    predictor = SlicePredictor(_Echo(), crop_size=160, **kwargs)  # type: ignore[arg-type]
+    assert predictor.zscore_region == region
+    captured: list[torch.Tensor] = []
+    forward = predictor._forward
+    predictor._forward = lambda x: captured.append(x) or forward(x)  # type: ignore[method-assign]
+    assert study.ed_phase == 0
+    predictor.predict(study, [study.ed_phase])
+    img, _, _ = predictor._resampled_image(study)
+    centre, _ = HeartCrop((160, 160)).find_centre(img)
+    pipeline = val_transforms(160)
+    worst = 0.0
+    for item in ssl4mis_slice_items(acdc_dir, ["patient001"], phases=("ED",)):
+        expected = pipeline({**item, "centre": centre})["image"]
+        worst = max(worst, float((captured[0][item["slice"]] - expected).abs().max()))
+    if region == "slice":
+        assert worst < 1e-4
+    else:
+        assert worst > 0.1
+
+
+def test_unknown_zscore_region_is_refused() -> None:
+    with pytest.raises(ValueError, match="zscore_region"):
+        SlicePredictor(_Echo(), zscore_region="volume")

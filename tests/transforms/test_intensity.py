@@ -13,6 +13,8 @@ from cardiacseg.transforms import (
     N4BiasFieldCorrection,
     PercentileNormalize,
     RandLighting,
+    SliceZScore,
+    SliceZScored,
     slice_to_metatensor,
 )
 
@@ -101,3 +103,30 @@ def test_lighting_on_raw_dicom_intensities_keeps_their_range(sunnybrook_dir: Pat
     assert (out >= 0.99 * raw.max()).mean() < 0.01  # not white
     # the lighting is monotonic: the ranking of pixels (anatomy) is kept
     assert np.corrcoef(np.argsort(np.argsort(out.ravel())), np.argsort(np.argsort(raw.ravel())))[0, 1] > 0.99
+
+
+def test_slice_zscore_normalises_every_slice_on_its_own(acdc_slice: tuple[np.ndarray, np.ndarray]) -> None:
+    """(C, X, Y, Z): each (channel, slice) clipped to its 0.5-99.5 percentiles and z-scored (numpy)."""
+    img, _ = acdc_slice
+    base = (img * 900.0).T.astype(np.float32)
+    constant = np.full_like(base, 7.0)
+    stack = np.stack([base, base[::-1] * 0.5 + 30.0, constant], axis=-1)
+    x = np.stack([stack, stack[..., ::-1] * 2.0])  # (2, X, Y, 3)
+    out = SliceZScore()(x)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == x.shape
+    for c in range(2):
+        for z in range(3):
+            s = x[c, :, :, z].astype(np.float64)
+            lo, hi = np.percentile(s, [0.5, 99.5])
+            clipped = np.clip(s, lo, hi)
+            std = clipped.std()
+            ref = (clipped - clipped.mean()) / (std if std > 0 else 1.0)
+            np.testing.assert_allclose(out[c, :, :, z], ref, atol=1e-4)
+    t = slice_to_metatensor(base, (1.5, 1.5))  # MetaTensor in, MetaTensor out with its affine
+    mt = SliceZScore()(t)
+    assert isinstance(mt, MetaTensor) and torch.equal(mt.affine, t.affine)
+    np.testing.assert_allclose(mt.numpy(), SliceZScored("image")({"image": t.numpy()})["image"], atol=1e-6)
+    with pytest.raises(ValueError, match="channel-first"):
+        SliceZScore()(base)
+    with pytest.raises(ValueError, match="lower"):
+        SliceZScore(lower=50, upper=10)

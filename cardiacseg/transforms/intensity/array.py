@@ -1,8 +1,9 @@
 """Intensity transforms (array versions): CLAHE, percentile normalisation, N4 bias correction, lighting.
 
-:class:`SliceZScore` (built on :func:`percentile_zscore`) is *the* intensity pre-processing of the 2D
-segmentation models: training, validation (:mod:`cardiacseg.engines.pipelines`) and inference
-(:class:`~cardiacseg.inferers.SlicePredictor`) all call it, on whole slices, before the heart crop.
+:func:`percentile_zscore` is *the* intensity pre-processing of the 2D segmentation models, defined once:
+training and validation (:mod:`cardiacseg.engines.pipelines`) apply it through :class:`SliceZScore` to whole
+slices before the heart crop; :class:`~cardiacseg.inferers.SlicePredictor` applies it inside its heart
+crop (default) or, with ``zscore_region="slice"``, through :class:`SliceZScore` exactly as in training.
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ from cardiacseg.transforms.intensity.array import (
     N4BiasFieldCorrection,
     PercentileNormalize,
     RandLighting,
+    SliceZScore,
 )
 
-__all__ = ["CLAHEd", "N4BiasFieldCorrectiond", "PercentileNormalized", "RandLightingd"]
+__all__ = ["CLAHEd", "N4BiasFieldCorrectiond", "PercentileNormalized", "RandLightingd", "SliceZScored"]
 
 
 class CLAHEd(PerKeyd):
@@ -80,6 +81,30 @@ class PercentileNormalized(PerKeyd):
     ):
         super().__init__(keys, allow_missing_keys)
         self.transform = PercentileNormalize(lower, upper, mode, channel_wise)
+
+
+class SliceZScored(PerKeyd):
+    """Dictionary version of :class:`SliceZScore` (image keys only).
+
+    Args:
+        keys: keys to transform.
+        lower: lower percentile.
+        upper: upper percentile.
+        allow_missing_keys: skip absent keys.
+
+    Example:
+        >>> import numpy as np
+        >>> out = SliceZScored("image")({"image": np.random.rand(1, 8, 8)})
+
+    """
+
+    backend = SliceZScore.backend
+
+    def __init__(
+        self, keys: KeysCollection, lower: float = 0.5, upper: float = 99.5, allow_missing_keys: bool = False
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.transform = SliceZScore(lower, upper)
 
 
 class N4BiasFieldCorrectiond(PerKeyd):
