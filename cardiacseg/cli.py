@@ -48,8 +48,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     path = Path(args.path)
     found = discover_studies([path]) if path.is_dir() else []
-    if len(found) <= 1:  # one study (or none: read_study says why)
-        study = read_study(path)
+    if len(found) <= 1:  # one study (or none, or a file: read_study says why); headers are read once
+        study = found[0].read() if found else read_study(path)
         print(json.dumps(_study_dict(study), indent=2) if args.json else study.summary())
         return 0
     # a folder of several studies (patients): describe each, as segment would see them

@@ -172,8 +172,8 @@ _CYCLE_INDICES: tuple[str, ...] = (
     "rv_edv_ml",
     "rv_esv_ml",
     "rv_sv_ml",
+    "rv_ef_percent",
 )
-_CYCLE_INDICES = (*_CYCLE_INDICES, "rv_ef_percent")
 
 
 def _indices(study: CineStudy) -> CardiacIndices:
