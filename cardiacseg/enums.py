@@ -21,6 +21,31 @@ class CardiacLabel(IntEnum):
     MYO = 2
     RV = 3
 
+    @property
+    def key(self) -> str:
+        """Lower-case name used in keys and column names (``"lv"``, ``"myo"``, ``"rv"``, ``"bg"``)."""
+        return self.name.lower()
+
+
+STRUCTURES: tuple[CardiacLabel, ...] = (CardiacLabel.LV, CardiacLabel.MYO, CardiacLabel.RV)
+"""The segmented structures in label order: the one class table of cardiacseg.
+
+``label.key`` (``"lv"``) names them in keys and columns, ``label.name`` (``"LV"``) in text, and
+:data:`STRUCTURE_DESCRIPTIONS` in words.
+
+Example:
+    >>> [(int(s), s.key, s.name) for s in STRUCTURES]
+    [(1, 'lv', 'LV'), (2, 'myo', 'MYO'), (3, 'rv', 'RV')]
+"""
+
+STRUCTURE_DESCRIPTIONS: dict[CardiacLabel, str] = {
+    CardiacLabel.BG: "background",
+    CardiacLabel.LV: "left ventricular blood pool",
+    CardiacLabel.MYO: "left ventricular myocardium",
+    CardiacLabel.RV: "right ventricular blood pool",
+}
+"""Plain-language names of the labels (as in the bundle's ``metadata.json`` channel definitions)."""
+
 
 class Phase(str, Enum):
     """Named cardiac phases: end-diastole and end-systole.

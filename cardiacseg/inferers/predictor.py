@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -306,6 +306,13 @@ class SlicePredictor:
         self.last_crop_size: int | None = None
         self.batch_size = batch_size
         self.device = torch.device(device)
+        #: weight files the networks were loaded from (set by :meth:`from_checkpoint`; empty otherwise)
+        self.weights_files: list[Path] = []
+        #: the bundle folder (set by :meth:`from_bundle`; ``None`` otherwise)
+        self.bundle_dir: Path | None = None
+        #: called as ``progress(done, total)`` after each network batch, counting slices of the current
+        #: call (e.g. a progress bar inside a study); ``None``: silent
+        self.progress: Callable[[int, int], None] | None = None
 
     @classmethod
     def from_checkpoint(
@@ -334,7 +341,9 @@ class SlicePredictor:
             net = get_network(name, 2, 1, 4)
             net.load_state_dict(load_state_dict_file(f))
             nets.append(net)
-        return cls(nets, **kwargs)
+        predictor = cls(nets, **kwargs)
+        predictor.weights_files = [Path(f) for f in files]
+        return predictor
 
     @classmethod
     def from_bundle(cls, bundle_dir: PathLike, **kwargs: Any) -> SlicePredictor:
@@ -382,13 +391,16 @@ class SlicePredictor:
         name = settings.pop("network_name")
         weights = settings.pop("weights", None) or [root / w for w in settings.pop("ensemble")]
         settings.pop("ensemble", None)
-        return cls.from_checkpoint(weights, name, **settings)
+        predictor = cls.from_checkpoint(weights, name, **settings)
+        predictor.bundle_dir = root
+        return predictor
 
     def _forward(self, slices: torch.Tensor) -> torch.Tensor:
         outs = []
         # batch_size counts network inputs: with n TTA views, batch_size // n slices go through at a time
         # (bounds the activation memory, and larger CPU batches are not faster)
         step = max(1, self.batch_size // _N_VIEWS[self.tta])
+        total = int(slices.shape[0])
         with torch.inference_mode():
             for i in range(0, slices.shape[0], step):
                 batch = slices[i : i + step].to(self.device)
@@ -403,6 +415,8 @@ class SlicePredictor:
                     acc = p if acc is None else acc + p
                 assert acc is not None
                 outs.append((acc / len(self.networks)).cpu())
+                if self.progress is not None:
+                    self.progress(min(i + step, total), total)
         return torch.cat(outs)
 
     def _with_assumed_spacing(self, study: CineStudy) -> CineStudy:
