@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cardiacseg import __version__
 
@@ -21,6 +21,35 @@ if TYPE_CHECKING:
     from cardiacseg.io.study import CineStudy as CineStudyT
 
 __all__ = ["build_parser", "main"]
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the package, the shipped bundle's name and version and its weights' SHA-256.
+
+    Computed only when asked for (hashing the weights is not free), with the standard library only
+    (:func:`cardiacseg.provenance.version_text`): no torch or MONAI import.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "show the package version and the shipped model's identity, and exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        from cardiacseg.demo import shipped_bundle_path
+        from cardiacseg.provenance import version_text
+
+        try:
+            bundle = shipped_bundle_path()
+        except FileNotFoundError:
+            bundle = None
+        print(version_text(__version__, bundle))
+        parser.exit()
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -170,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cardiac cine MRI segmentation and "
         "clinical indices (LV, MYO, RV; EDV, ESV, EF, LV mass).",
     )
-    parser.add_argument("--version", action="version", version=f"cardiacseg {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="report on the packaged Sunnybrook sample study")
     demo.add_argument("--output", "-o", default="demo_output", help="output folder (default: demo_output)")

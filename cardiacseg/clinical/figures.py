@@ -1,9 +1,15 @@
-"""Pictures a person looks at: label overlays, volume curves and Bland–Altman plots."""
+"""Pictures a person looks at: label overlays, volume curves and Bland–Altman plots.
+
+Overlays and volume curves take an optional ``footer``: one small grey text line along the bottom edge
+(wrapped to the figure width), e.g. the model identity that produced the labels.
+"""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,13 +19,53 @@ from cardiacseg.io.atomic import atomic_write
 from cardiacseg.io.study import CineStudy
 from cardiacseg.typing import PathLike
 
-__all__ = ["LABEL_COLOURS", "plot_bland_altman", "plot_overlay", "plot_volume_curve"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["FOOTER_GID", "LABEL_COLOURS", "plot_bland_altman", "plot_overlay", "plot_volume_curve"]
 
 #: PNG encoder settings: fast zlib level (files about 1.3x larger, written about 4x faster).
 _PNG = {"compress_level": 1}
 
 #: Contour colour of each structure.
 LABEL_COLOURS = {CardiacLabel.LV: "#ff3030", CardiacLabel.MYO: "#30ff30", CardiacLabel.RV: "#3080ff"}
+
+
+#: Footer text: font size (points), line height (inches per line) and the gid that marks it in the figure.
+_FOOTER_PT = 6.0
+_FOOTER_LINE_IN = _FOOTER_PT * 1.35 / 72
+FOOTER_GID = "cardiacseg-footer"
+
+
+def _footer_lines(text: str, width_in: float) -> list[str]:
+    """Wrap the footer to the figure width (about 0.52 em per character of the sans-serif font)."""
+    if not text:
+        return []
+    per_line = max(int((width_in - 0.1) * 72 / (_FOOTER_PT * 0.52)), 20)
+    return textwrap.wrap(text, per_line, break_on_hyphens=False) or [text]
+
+
+def _footer_height_in(text: str, width_in: float) -> float:
+    """Height (inches) the footer needs at the bottom of a figure ``width_in`` wide (0 without one)."""
+    n = len(_footer_lines(text, width_in))
+    return 0.0 if n == 0 else n * _FOOTER_LINE_IN + 0.06
+
+
+def _draw_footer(fig: Figure, text: str) -> None:
+    """Draw the footer along the bottom-left edge of ``fig`` (space reserved by the caller)."""
+    lines = _footer_lines(text, fig.get_figwidth())
+    if lines:
+        fig.text(
+            0.05 / fig.get_figwidth(),
+            0.03 / fig.get_figheight(),
+            "\n".join(lines),
+            ha="left",
+            va="bottom",
+            fontsize=_FOOTER_PT,
+            color="0.35",
+            linespacing=1.2,
+            gid=FOOTER_GID,
+        )
 
 
 def _heart_box(study: CineStudy, phases: Sequence[int], margin: int = 20) -> tuple[slice, slice]:
@@ -42,6 +88,7 @@ def plot_overlay(
     title: str = "",
     overwrite: bool = False,
     max_slices: int = 8,
+    footer: str = "",
 ) -> Path:
     """Save a montage of label contours over the image: one row per phase, one column per slice.
 
@@ -54,6 +101,8 @@ def plot_overlay(
         title: figure title.
         overwrite: allow replacing an existing file.
         max_slices: cap on the default number of columns.
+        footer: small grey text along the bottom edge, wrapped to the figure width (e.g. the model
+            identity: package version, bundle, weight hashes, TTA); ``""``: none.
 
     Returns:
         The written path.
@@ -84,9 +133,12 @@ def plot_overlay(
         idx = np.linspace(0, len(cand) - 1, min(max_slices, len(cand))).round().astype(int)
         slices = [cand[i] for i in sorted(set(idx.tolist()))]
     rs, cs = _heart_box(study, phases)
+    width = 2.2 * len(slices)
+    foot = _footer_height_in(footer, width)
     fig, axes = plt.subplots(
-        len(phases), len(slices), figsize=(2.2 * len(slices), 2.6 * len(phases) + 0.6), squeeze=False
+        len(phases), len(slices), figsize=(width, 2.6 * len(phases) + 0.6 + foot), squeeze=False
     )
+    height = fig.get_figheight()
     for r, p in enumerate(phases):
         name = "ED" if p == study.ed_phase else "ES" if p == study.es_phase else f"phase {p}"
         for c, z in enumerate(slices):
@@ -109,12 +161,20 @@ def plot_overlay(
             pos = "" if study.slice_positions_mm is None else f" ({study.slice_positions_mm[z]:.0f} mm)"
             ax.set_title(f"{name} slice {z}{pos}", fontsize=7)
     handles = [Line2D([0], [0], color=c, lw=2, label=CardiacLabel(v).name) for v, c in LABEL_COLOURS.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, foot / height),
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+    )
     if title:
         fig.suptitle(title, fontsize=10)
-    height = fig.get_figheight()  # fixed margins (in inches): tight_layout costs ~0.1 s per figure
+    _draw_footer(fig, footer)
+    # fixed margins (in inches): tight_layout costs ~0.1 s per figure
     fig.subplots_adjust(
-        left=0.01, right=0.99, bottom=0.32 / height, top=1 - 0.42 / height, wspace=0.04, hspace=0.12
+        left=0.01, right=0.99, bottom=(0.32 + foot) / height, top=1 - 0.42 / height, wspace=0.04, hspace=0.12
     )
     out = atomic_write(
         path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", pil_kwargs=_PNG), overwrite=overwrite
@@ -129,6 +189,7 @@ def plot_volume_curve(
     phase_times_ms: Sequence[float] | None = None,
     title: str = "",
     overwrite: bool = False,
+    footer: str = "",
 ) -> Path:
     """Save the LV and RV volume over the cardiac cycle, with ED and ES marked.
 
@@ -138,6 +199,7 @@ def plot_volume_curve(
         phase_times_ms: trigger time of each phase (x axis in ms), else the phase index is used.
         title: figure title.
         overwrite: allow replacing an existing file.
+        footer: small grey text along the bottom edge (e.g. the model identity); ``""``: none.
 
     Returns:
         The written path.
@@ -167,7 +229,8 @@ def plot_volume_curve(
         ]
 
     x = [phase_times_ms[r.phase] if phase_times_ms is not None else r.phase for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    foot = _footer_height_in(footer, 6.0)
+    fig, ax = plt.subplots(figsize=(6, 3.6 + foot))
     ax.plot(x, series("lv"), "-o", ms=3, color=LABEL_COLOURS[CardiacLabel.LV], label="LV blood pool")
     if any(r.rv_voxels for r in rows):
         ax.plot(x, series("rv"), "-o", ms=3, color=LABEL_COLOURS[CardiacLabel.RV], label="RV blood pool")
@@ -181,7 +244,8 @@ def plot_volume_curve(
     ax.set_title(title + ("" if ef is None else f"  LV EF {ef:.1f} %"), fontsize=9)
     ax.legend(fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, foot / fig.get_figheight(), 1.0, 1.0))
+    _draw_footer(fig, footer)
     out = atomic_write(
         path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", pil_kwargs=_PNG), overwrite=overwrite
     )

@@ -1,10 +1,16 @@
-"""Study reports: clinical indices and the per-slice table as text, JSON and CSV."""
+"""Study reports: clinical indices and the per-slice table as text, JSON and CSV.
+
+A CSV may start with comment lines ``# key: value`` (:func:`csv_comment_lines`), e.g. the model identity
+that produced the labels; readers skip them (``pandas.read_csv(path, comment="#")``, or
+:func:`read_csv_rows`).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from cardiacseg.clinical.indices import CardiacIndices, per_slice_table
@@ -12,7 +18,7 @@ from cardiacseg.io.atomic import atomic_write_text
 from cardiacseg.io.study import CineStudy
 from cardiacseg.typing import PathLike
 
-__all__ = ["build_report", "format_indices", "write_report"]
+__all__ = ["build_report", "csv_comment_lines", "format_indices", "read_csv_rows", "write_report"]
 
 _ROWS = (
     ("LV EDV", "lv_edv_ml", "mL"),
@@ -82,13 +88,68 @@ def build_report(
     return report
 
 
-def write_report(out_dir: PathLike, report: dict[str, object], overwrite: bool = False) -> list[Path]:
+def csv_comment_lines(header: Mapping[str, object] | None) -> str:
+    r"""Format ``# key: value`` comment lines that open a CSV file (one line per entry).
+
+    Line breaks inside a value become spaces, so that every entry stays one comment line.
+
+    Args:
+        header: entries in order (``None`` or empty: no lines).
+
+    Returns:
+        The lines, each ending in ``\n`` (``""`` for no entries).
+
+    Example:
+        >>> csv_comment_lines({"model": "cardiacseg 0.1.0 | TTA flip"})
+        '# model: cardiacseg 0.1.0 | TTA flip\n'
+
+    """
+    lines = []
+    for key, value in (header or {}).items():
+        text = " ".join(str(value).splitlines())
+        lines.append(f"# {key}: {text}\n")
+    return "".join(lines)
+
+
+def read_csv_rows(path: PathLike) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """Read a CSV written by cardiacseg: its leading ``# key: value`` lines and its rows.
+
+    Args:
+        path: the CSV file (e.g. ``report.csv`` or ``batch_summary.csv`` of ``cardiacseg segment``).
+
+    Returns:
+        ``(header entries, rows as dicts of strings)``.
+
+    Example:
+        >>> header, rows = read_csv_rows("out/SCD0000101/report.csv")  # doctest: +SKIP
+        >>> header["weights"]  # doctest: +SKIP
+        'model.pt sha256 0362836124def358...'
+
+    """
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    header: dict[str, str] = {}
+    n = 0
+    while n < len(lines) and lines[n].startswith("#"):
+        key, _, value = lines[n][1:].partition(":")
+        header[key.strip()] = value.strip()
+        n += 1
+    return header, list(csv.DictReader(lines[n:]))
+
+
+def write_report(
+    out_dir: PathLike,
+    report: dict[str, object],
+    overwrite: bool = False,
+    csv_header: Mapping[str, object] | None = None,
+) -> list[Path]:
     """Write ``report.json`` and ``report.csv`` (the per-slice table) atomically.
 
     Args:
         out_dir: output folder (created).
         report: from :func:`build_report`.
         overwrite: allow replacing existing files.
+        csv_header: entries written as ``# key: value`` lines before the CSV table (e.g. the model
+            identity); pandas reads the file with ``comment="#"``.
 
     Returns:
         The written paths.
@@ -105,6 +166,7 @@ def write_report(out_dir: PathLike, report: dict[str, object], overwrite: bool =
     rows = report.get("per_slice") or []
     assert isinstance(rows, list)
     buf = io.StringIO()
+    buf.write(csv_comment_lines(csv_header))
     if rows:
         writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
         writer.writeheader()
