@@ -6,7 +6,6 @@ Overlays and volume curves take an optional ``footer``: one small grey text line
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,38 +33,59 @@ LABEL_COLOURS = {CardiacLabel.LV: "#ff3030", CardiacLabel.MYO: "#30ff30", Cardia
 #: Footer text: font size (points), line height (inches per line) and the gid that marks it in the figure.
 _FOOTER_PT = 6.0
 _FOOTER_LINE_IN = _FOOTER_PT * 1.35 / 72
+_FOOTER_MARGIN_IN = 0.04
 FOOTER_GID = "cardiacseg-footer"
 
 
-def _footer_lines(text: str, width_in: float) -> list[str]:
-    """Wrap the footer to the figure width (about 0.52 em per character of the sans-serif font)."""
+def _footer_lines(fig: Figure, text: str) -> list[str]:
+    """Wrap the footer at spaces to the figure width, measured with the figure's renderer."""
     if not text:
         return []
-    per_line = max(int((width_in - 0.1) * 72 / (_FOOTER_PT * 0.52)), 20)
-    return textwrap.wrap(text, per_line, break_on_hyphens=False) or [text]
+    from matplotlib.font_manager import FontProperties
+
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    prop = FontProperties(size=_FOOTER_PT)
+    room = (fig.get_figwidth() - 2 * _FOOTER_MARGIN_IN) * fig.dpi
+
+    def width(line: str) -> float:
+        return float(renderer.get_text_width_height_descent(line, prop, ismath=False)[0])
+
+    lines: list[str] = []
+    current = ""
+    for word in text.split():
+        candidate = f"{current} {word}" if current else word
+        if current and width(candidate) > room:
+            lines.append(current)
+            current = word
+        else:
+            current = candidate
+    return [*lines, current]
 
 
-def _footer_height_in(text: str, width_in: float) -> float:
-    """Height (inches) the footer needs at the bottom of a figure ``width_in`` wide (0 without one)."""
-    n = len(_footer_lines(text, width_in))
-    return 0.0 if n == 0 else n * _FOOTER_LINE_IN + 0.06
+def _add_footer(fig: Figure, text: str) -> float:
+    """Grow ``fig`` at the bottom and draw the footer there (grey, small, wrapped).
 
+    Returns:
+        The height added, in inches (0 without a footer): the caller moves its content up by it.
 
-def _draw_footer(fig: Figure, text: str) -> None:
-    """Draw the footer along the bottom-left edge of ``fig`` (space reserved by the caller)."""
-    lines = _footer_lines(text, fig.get_figwidth())
-    if lines:
-        fig.text(
-            0.05 / fig.get_figwidth(),
-            0.03 / fig.get_figheight(),
-            "\n".join(lines),
-            ha="left",
-            va="bottom",
-            fontsize=_FOOTER_PT,
-            color="0.35",
-            linespacing=1.2,
-            gid=FOOTER_GID,
-        )
+    """
+    lines = _footer_lines(fig, text)
+    if not lines:
+        return 0.0
+    added = len(lines) * _FOOTER_LINE_IN + 2 * _FOOTER_MARGIN_IN
+    fig.set_figheight(fig.get_figheight() + added)
+    fig.text(
+        _FOOTER_MARGIN_IN / fig.get_figwidth(),
+        _FOOTER_MARGIN_IN / fig.get_figheight(),
+        "\n".join(lines),
+        ha="left",
+        va="bottom",
+        fontsize=_FOOTER_PT,
+        color="0.35",
+        linespacing=1.2,
+        gid=FOOTER_GID,
+    )
+    return added
 
 
 def _heart_box(study: CineStudy, phases: Sequence[int], margin: int = 20) -> tuple[slice, slice]:
@@ -133,11 +153,10 @@ def plot_overlay(
         idx = np.linspace(0, len(cand) - 1, min(max_slices, len(cand))).round().astype(int)
         slices = [cand[i] for i in sorted(set(idx.tolist()))]
     rs, cs = _heart_box(study, phases)
-    width = 2.2 * len(slices)
-    foot = _footer_height_in(footer, width)
     fig, axes = plt.subplots(
-        len(phases), len(slices), figsize=(width, 2.6 * len(phases) + 0.6 + foot), squeeze=False
+        len(phases), len(slices), figsize=(2.2 * len(slices), 2.6 * len(phases) + 0.6), squeeze=False
     )
+    foot = _add_footer(fig, footer)
     height = fig.get_figheight()
     for r, p in enumerate(phases):
         name = "ED" if p == study.ed_phase else "ES" if p == study.es_phase else f"phase {p}"
@@ -171,7 +190,6 @@ def plot_overlay(
     )
     if title:
         fig.suptitle(title, fontsize=10)
-    _draw_footer(fig, footer)
     # fixed margins (in inches): tight_layout costs ~0.1 s per figure
     fig.subplots_adjust(
         left=0.01, right=0.99, bottom=(0.32 + foot) / height, top=1 - 0.42 / height, wspace=0.04, hspace=0.12
@@ -229,8 +247,8 @@ def plot_volume_curve(
         ]
 
     x = [phase_times_ms[r.phase] if phase_times_ms is not None else r.phase for r in rows]
-    foot = _footer_height_in(footer, 6.0)
-    fig, ax = plt.subplots(figsize=(6, 3.6 + foot))
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    foot = _add_footer(fig, footer)
     ax.plot(x, series("lv"), "-o", ms=3, color=LABEL_COLOURS[CardiacLabel.LV], label="LV blood pool")
     if any(r.rv_voxels for r in rows):
         ax.plot(x, series("rv"), "-o", ms=3, color=LABEL_COLOURS[CardiacLabel.RV], label="RV blood pool")
@@ -245,7 +263,6 @@ def plot_volume_curve(
     ax.legend(fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout(rect=(0.0, foot / fig.get_figheight(), 1.0, 1.0))
-    _draw_footer(fig, footer)
     out = atomic_write(
         path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", pil_kwargs=_PNG), overwrite=overwrite
     )
