@@ -1,4 +1,4 @@
-"""Model identity in the outputs: CSV comment lines stay parseable; the PNG footer is drawn, overlaps nothing."""
+"""Model identity in the outputs: CSV comment lines parseable, the PNG footer drawn, overlapping nothing."""
 
 from __future__ import annotations
 
