@@ -6,6 +6,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cardiacseg.enums import STRUCTURES
+
 if TYPE_CHECKING:  # the paths below need none of these; `cardiacseg segment` asks only for the bundle path
     from cardiacseg.io.study import CineStudy
     from cardiacseg.typing import PathLike
@@ -90,14 +92,14 @@ def _model_vs_expert(study: CineStudy, out: Path, overwrite: bool) -> dict[str, 
     from cardiacseg.clinical.figures import plot_overlay
     from cardiacseg.clinical.indices import compute_cardiac_indices
     from cardiacseg.clinical.report import format_indices
-    from cardiacseg.engines.evaluation import evaluate_study
     from cardiacseg.inferers.predictor import SlicePredictor
+    from cardiacseg.workflows.evaluate import compare_study, json_ready
 
     predictor = SlicePredictor.from_bundle(shipped_bundle_path())
-    comparison = evaluate_study(predictor, study, restrict_to_annotated=True)
-    assert study.ed_phase is not None and study.es_phase is not None
-    labels = predictor.predict(study, [study.ed_phase, study.es_phase])
-    predicted = study.with_labels(labels)
+    predicted = study.with_labels(predictor.predict(study, sorted(study.labels)))
+    # the rows of `cardiacseg evaluate` (cardiacseg.workflows.evaluate), on the contoured slices only
+    comparison = compare_study(study, predicted.labels, restrict_to_annotated=True, name="SC-HF-I-1")
+    assert study.ed_phase is not None
     plot_overlay(
         predicted,
         out / "overlay_model.png",
@@ -107,17 +109,46 @@ def _model_vs_expert(study: CineStudy, out: Path, overwrite: bool) -> dict[str, 
     )
     model_idx = compute_cardiac_indices(predicted)
     return {
-        "comparison": comparison,
+        "comparison": json_ready({"metrics": comparison.metrics, "indices": comparison.indices[0]}),
         "model_indices_all_slices": model_idx.to_dict(),
         "model_text": format_indices(model_idx),
     }
+
+
+def _print_comparison(comparison: dict[str, Any]) -> None:
+    """Print the model-vs-expert rows (``None``: not available, e.g. MYO at ES without epicardium)."""
+
+    def num(v: float | None, fmt: str) -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    by_phase = {m["phase_name"]: m for m in comparison["metrics"]}
+    idx = comparison["indices"]
+    print("Shipped model vs expert, on the contoured slices:")
+    dice = "   ".join(
+        f"{s.name} Dice "
+        + "  ".join(f"{p} {num(by_phase.get(p, {}).get(f'dice_{s.key}'), '.3f')}" for p in ("ED", "ES"))
+        for s in STRUCTURES
+        if any(by_phase.get(p, {}).get(f"dice_{s.key}") is not None for p in ("ED", "ES"))
+    )
+    print(f"  {dice}")
+    print(
+        f"  LV EF model {num(idx['lv_ef_percent_pred'], '.1f')} %  expert "
+        f"{num(idx['lv_ef_percent_ref'], '.1f')} %  ({num(idx['lv_ef_percent_error'], '+.1f')} points)"
+    )
+    edv, esv = (
+        f"{num(idx[f'{q}_pred'], '.1f')} mL  expert {num(idx[f'{q}_ref'], '.1f')} mL"
+        for q in ("lv_edv_ml", "lv_esv_ml")
+    )
+    print(f"  LV EDV model {edv}; ESV model {esv}")
 
 
 def run_demo(output: PathLike, overwrite: bool = False) -> dict[str, object]:
     """Segment the demo study with the shipped model, compare with the expert contours, write a report.
 
     Writes ``report.json`` / ``report.csv`` (expert-contour indices and per-slice table, plus the model
-    comparison), ``overlay.png`` (expert contours) and ``overlay_model.png`` (model).
+    comparison: under ``model.comparison``, the ``metrics`` rows (ED, ES) and the ``indices`` row of
+    :mod:`cardiacseg.workflows.evaluate`, on the contoured slices; ``null`` where not available),
+    ``overlay.png`` (expert contours) and ``overlay_model.png`` (model).
 
     Args:
         output: output folder.
@@ -162,16 +193,7 @@ def run_demo(output: PathLike, overwrite: bool = False) -> dict[str, object]:
     if model is None:
         print("No shipped model weights found; skipped the model segmentation.")
     else:
-        c = model["comparison"]
-        print("Shipped model vs expert, on the contoured slices:")
-        myo = c.get("dice_myo_ed", float("nan"))
-        print(f"  LV Dice ED {c['dice_lv_ed']:.3f}  ES {c['dice_lv_es']:.3f}   MYO Dice ED {myo:.3f}")
-        ef = f"  LV EF model {c['ef_pred']:.1f} %  expert {c['ef_ref']:.1f} %"
-        print(f"{ef}  ({c['ef_error']:+.1f} points)")
-        print(
-            f"  LV EDV model {c['edv_pred']:.1f} mL  expert {c['edv_ref']:.1f} mL; "
-            f"ESV model {c['esv_pred']:.1f} mL  expert {c['esv_ref']:.1f} mL"
-        )
+        _print_comparison(model["comparison"])
         print("Model on all slices (base and apex included):")
         print(model["model_text"])
         paths.append(out / "overlay_model.png")

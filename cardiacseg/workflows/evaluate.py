@@ -1,9 +1,38 @@
-"""Compare predicted label files with reference labels: per-class/per-phase metrics, index errors, cohorts.
+"""The one comparison of predicted label maps with references: per-phase metrics, per-slice Dice, indices.
 
-This is what ``cardiacseg evaluate PRED REF`` runs. Inputs are label NIfTI files (3D, or 4D cine with
-phases on the 4th axis), output folders of ``cardiacseg segment`` (their ``labels.nii.gz``), or ACDC
-patient folders (reference ED/ES ground truth). Labels are read in the internal convention (1 LV, 2 MYO,
-3 RV) unless ``convention="acdc"`` (1 RV, 2 MYO, 3 LV) is given for a side.
+Everything that scores a segmentation against a reference goes through :func:`compare_label_maps`:
+``cardiacseg evaluate PRED REF`` (:func:`compare_cohort`, label files on disk), the bundle's
+``evaluate.json`` and ``scripts/evaluate_and_choose.py``
+(:mod:`cardiacseg.workflows.bundle_evaluation`, a predictor on ACDC and Sunnybrook) and ``cardiacseg demo``
+(:func:`compare_study`). Inputs on disk are label NIfTI files (3D, or 4D cine with phases on the 4th
+axis), output folders of ``cardiacseg segment`` (their ``labels.nii.gz``), or ACDC patient folders
+(reference ED/ES ground truth). Labels are read in the internal convention (1 LV, 2 MYO, 3 RV) unless
+``convention="acdc"`` (1 RV, 2 MYO, 3 LV) is given for a side.
+
+Row keys carry their unit; ``{s}`` is a structure key of :data:`cardiacseg.enums.STRUCTURES`
+(``lv``, ``myo``, ``rv``), ``{q}`` an index of :data:`INDEX_QUANTITIES`:
+
+* metric rows (:attr:`Comparison.metrics`, ``metrics.csv``), one per study and compared phase:
+  ``study``, ``phase`` (index), ``phase_name`` (``ED``, ``ES`` or empty), ``dice_{s}`` (over the 3D
+  stack), ``hd95_{s}_mm`` and ``msd_{s}_mm`` (95th percentile and mean symmetric surface distance),
+  ``hd95_{s}_voxels`` and ``msd_{s}_voxels`` (the same in voxels, only when the spacing is unknown; the
+  other pair is then NaN), ``{s}_voxels_ref`` and ``{s}_voxels_pred`` (voxel counts);
+* per-slice rows (:attr:`Comparison.slices`, ``metrics_per_slice.csv``), slices where either side has
+  a structure: ``study``, ``phase``, ``phase_name``, ``slice``, ``dice_{s}``, ``{s}_voxels_ref``,
+  ``{s}_voxels_pred``;
+* index rows (:attr:`Comparison.indices`, ``indices.csv``), one per study: ``study``, ``ed_phase``,
+  ``es_phase``, ``ed_es_source`` (``given`` by the source or ``detected`` as largest/smallest reference
+  LV), ``{q}_pred``, ``{q}_ref`` and ``{q}_error`` (prediction minus reference, in the unit of ``{q}``;
+  EF errors in percentage points), and ``lv_ef_percent_pred_slice_range`` /
+  ``lv_ef_percent_error_slice_range`` (the predicted LV counted only inside its slice range,
+  :func:`~cardiacseg.clinical.slice_range.apply_slice_range`, as ``cardiacseg segment --slice-range
+  segmentation`` reports it).
+
+A value that does not exist is NaN, never 0: Dice and distances of a structure the reference lacks in
+that phase or slice (its voxel counts still show what the prediction put there), volumes and mass
+without a voxel spacing, indices of a structure the reference lacks at ED (e.g. RV of Sunnybrook's
+LV-only contours), every index when ED/ES cannot be told (a single labelled phase). CSV files write NaN
+as ``nan``; JSON files write ``null`` (:func:`json_ready`).
 """
 
 from __future__ import annotations
@@ -11,8 +40,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,17 +50,60 @@ import numpy as np
 
 from cardiacseg.clinical.figures import plot_bland_altman
 from cardiacseg.clinical.indices import compute_cardiac_indices, detect_ed_es
+from cardiacseg.clinical.slice_range import apply_slice_range
+from cardiacseg.enums import STRUCTURES, Phase
 from cardiacseg.io.acdc import read_acdc_patient
-from cardiacseg.io.atomic import atomic_write_text
+from cardiacseg.io.atomic import atomic_write_text, check_writable
 from cardiacseg.io.discover import study_name
 from cardiacseg.io.labels import acdc_to_internal
 from cardiacseg.io.nifti import read_nifti_array
+from cardiacseg.io.study import CineStudy
 from cardiacseg.metrics import dice_score, segmentation_metrics
 from cardiacseg.typing import LabelArray, PathLike, SpacingZYX
 
-__all__ = ["LabelSet", "compare_cohort", "compare_labels", "find_label_sets", "read_label_set"]
+__all__ = [
+    "COMPARISON_OUTPUTS",
+    "INDEX_QUANTITIES",
+    "Comparison",
+    "LabelSet",
+    "check_outputs",
+    "compare_cohort",
+    "compare_label_maps",
+    "compare_labels",
+    "compare_study",
+    "find_label_sets",
+    "json_ready",
+    "read_label_set",
+    "write_comparison",
+]
 
 Convention = Literal["internal", "acdc"]
+
+#: Clinical indices compared per study, named as in :class:`~cardiacseg.clinical.indices.CardiacIndices`.
+INDEX_QUANTITIES = (
+    "lv_edv_ml",
+    "lv_esv_ml",
+    "lv_sv_ml",
+    "lv_ef_percent",
+    "lv_mass_g",
+    "rv_edv_ml",
+    "rv_esv_ml",
+    "rv_sv_ml",
+    "rv_ef_percent",
+)
+
+#: Files :func:`write_comparison` writes in its folder (``bland_altman.png`` only when a study has EF,
+#: EDV or ESV on both sides); ``summary.json`` is written last.
+COMPARISON_OUTPUTS = (
+    "metrics.csv",
+    "metrics_per_slice.csv",
+    "indices.csv",
+    "bland_altman.png",
+    "summary.json",
+)
+
+_NAN = float("nan")
+_SUMMARY_PHASES = (Phase.ED.value, Phase.ES.value, "all")
 
 
 @dataclass
@@ -57,6 +130,115 @@ class LabelSet:
     n_phases: int
     ed_phase: int | None = None
     es_phase: int | None = None
+
+
+@dataclass
+class Comparison:
+    """Rows of one or more compared studies (keys in the module docstring).
+
+    Attributes:
+        metrics: one row per study and compared phase (Dice, HD95, MSD over the 3D stack).
+        slices: one row per study, phase and slice holding a structure on either side.
+        indices: one row per study (clinical indices: prediction, reference, error).
+        failed: ``{study: reason}`` of studies that could not be compared.
+
+    Example:
+        >>> import numpy as np
+        >>> ref = np.zeros((1, 4, 4), np.uint8); ref[0, :2] = 1
+        >>> c = compare_label_maps({0: ref}, {0: ref}, study="s")
+        >>> c.metrics[0]["dice_lv"], math.isnan(c.metrics[0]["dice_rv"])
+        (1.0, True)
+
+    """
+
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    slices: list[dict[str, Any]] = field(default_factory=list)
+    indices: list[dict[str, Any]] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def extend(self, other: Comparison) -> None:
+        """Append another comparison's rows and failures.
+
+        Args:
+            other: the rows to add.
+
+        """
+        self.metrics += other.metrics
+        self.slices += other.slices
+        self.indices += other.indices
+        self.failed.update(other.failed)
+
+    def summary(self) -> dict[str, Any]:
+        """Means per phase type and mean index errors (NaN-aware; ``None`` where nothing is finite).
+
+        Returns:
+            ``{"n_studies", "failed", "metrics": {"ED"|"ES"|"all": {metric key: {"mean", "n"}}},
+            "indices": {q: {"mean_error", "mean_abs_error", "n"}}}``; ``n`` counts finite values, so a
+            structure missing from a reference does not pull its mean down. The slice-range EF error is
+            under ``"lv_ef_percent_slice_range"``.
+
+        Example:
+            >>> Comparison().summary()["n_studies"]
+            0
+
+        """
+        keys = [
+            k for k in (self.metrics[0] if self.metrics else {}) if k.startswith(("dice_", "hd95_", "msd_"))
+        ]
+        metrics: dict[str, dict[str, dict[str, float | int | None]]] = {}
+        for phase_name in _SUMMARY_PHASES:
+            sel = [r for r in self.metrics if phase_name == "all" or r["phase_name"] == phase_name]
+            if sel:
+                metrics[phase_name] = {k: _mean_n([r[k] for r in sel]) for k in keys}
+        indices: dict[str, dict[str, float | int]] = {}
+        errors = {q: f"{q}_error" for q in INDEX_QUANTITIES}
+        errors["lv_ef_percent_slice_range"] = "lv_ef_percent_error_slice_range"
+        for name, key in errors.items():
+            errs = np.asarray([r.get(key, _NAN) for r in self.indices], dtype=float)
+            errs = errs[np.isfinite(errs)]
+            if errs.size:
+                indices[name] = {
+                    "mean_error": float(errs.mean()),
+                    "mean_abs_error": float(np.abs(errs).mean()),
+                    "n": int(errs.size),
+                }
+        return {
+            "n_studies": len(self.indices),
+            "failed": dict(self.failed),
+            "metrics": metrics,
+            "indices": indices,
+        }
+
+
+def _mean_n(values: Sequence[Any]) -> dict[str, float | int | None]:
+    arr = np.asarray([_NAN if v is None else v for v in values], dtype=float)
+    arr = arr[np.isfinite(arr)]
+    return {"mean": float(arr.mean()) if arr.size else None, "n": int(arr.size)}
+
+
+def json_ready(value: Any) -> Any:
+    """Replace NaN and infinities by ``None`` (JSON ``null``) and numpy scalars by Python numbers.
+
+    Args:
+        value: rows, dictionaries, lists or scalars.
+
+    Returns:
+        The same structure, valid for strict JSON.
+
+    Example:
+        >>> json_ready({"dice_rv": float("nan"), "n": np.int64(2)})
+        {'dice_rv': None, 'n': 2}
+
+    """
+    if isinstance(value, Mapping):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def read_label_set(
@@ -107,13 +289,144 @@ def read_label_set(
     return LabelSet(p, labels, spacing, stack.shape[0])
 
 
-def compare_labels(
-    pred: LabelSet, ref: LabelSet, name: str = ""
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Metrics of one study: per class and phase (Dice, HD95, MSD), and LV/RV index errors.
+def _dice_if_ref(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Dice, or NaN when the reference lacks the structure (a prediction there is no overlap score)."""
+    return dice_score(pred, ref) if ref.any() else _NAN
 
-    Phases compared are the reference's labelled phases. ED/ES come from the reference (stated by the
-    source, else its largest/smallest LV); EF, EDV and ESV of both sides are computed at those phases.
+
+def _metric_row(
+    study: str, phase: int, phase_name: str, pred: LabelArray, ref: LabelArray, spacing: SpacingZYX | None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"study": study, "phase": phase, "phase_name": phase_name}
+    by_name = {m.name: m for m in segmentation_metrics(pred, ref, spacing)}
+    for s in STRUCTURES:
+        row[f"dice_{s.key}"] = by_name[s.name].dice if by_name[s.name].ref_voxels else _NAN
+    for s in STRUCTURES:
+        m = by_name[s.name]
+        has_ref = m.ref_voxels > 0
+        for unit in ("mm", "voxels"):
+            own = has_ref and (m.unit == "mm") == (unit == "mm")
+            row[f"hd95_{s.key}_{unit}"] = m.hd95 if own else _NAN
+            row[f"msd_{s.key}_{unit}"] = m.msd if own else _NAN
+    for s in STRUCTURES:
+        row[f"{s.key}_voxels_ref"] = by_name[s.name].ref_voxels
+        row[f"{s.key}_voxels_pred"] = by_name[s.name].pred_voxels
+    return row
+
+
+def _slice_rows(
+    study: str, phase: int, phase_name: str, pred: LabelArray, ref: LabelArray
+) -> list[dict[str, Any]]:
+    rows = []
+    for z in range(ref.shape[0]):
+        if not (pred[z].any() or ref[z].any()):
+            continue
+        row: dict[str, Any] = {"study": study, "phase": phase, "phase_name": phase_name, "slice": z}
+        masks = {s: (pred[z] == s, ref[z] == s) for s in STRUCTURES}
+        for s, (p, r) in masks.items():
+            row[f"dice_{s.key}"] = _dice_if_ref(p, r)
+        for s, (p, r) in masks.items():
+            row[f"{s.key}_voxels_ref"] = int(r.sum())
+            row[f"{s.key}_voxels_pred"] = int(p.sum())
+        rows.append(row)
+    return rows
+
+
+def _value(x: float | None) -> float:
+    return _NAN if x is None else float(x)
+
+
+def compare_label_maps(
+    pred: Mapping[int, LabelArray],
+    ref: Mapping[int, LabelArray],
+    spacing_mm: SpacingZYX | None = None,
+    study: str = "",
+    ed_phase: int | None = None,
+    es_phase: int | None = None,
+    pred_source: str = "prediction",
+    ref_source: str = "reference",
+) -> Comparison:
+    """Compare one study's predicted label maps with its reference: the one comparison of cardiacseg.
+
+    Phases compared are the reference's. ED/ES are ``ed_phase``/``es_phase`` when given, else the
+    reference's largest/smallest LV (two or more phases); the indices of both sides are computed at
+    those phases. Keys and NaN rules are in the module docstring.
+
+    Args:
+        pred: predicted ``(Z, Y, X)`` internal labels keyed by phase (at least the reference's phases).
+        ref: reference labels keyed by phase.
+        spacing_mm: ``(z, y, x)`` in mm; ``None``: distances in voxels, no volumes or mass.
+        study: study name in every row.
+        ed_phase: end-diastolic phase stated by the source, or ``None``.
+        es_phase: end-systolic phase stated by the source, or ``None``.
+        pred_source: how error messages name the prediction (e.g. its file).
+        ref_source: how error messages name the reference.
+
+    Returns:
+        A :class:`Comparison` of one study.
+
+    Raises:
+        ValueError: no reference phase, a reference phase missing from the prediction, or shapes that
+            differ (the messages name both sources).
+
+    Example:
+        >>> ed = np.zeros((2, 8, 8), np.uint8); ed[:, 2:6, 2:6] = 1
+        >>> es = np.zeros((2, 8, 8), np.uint8); es[:, 3:5, 3:5] = 1
+        >>> c = compare_label_maps({0: ed, 1: ed}, {0: ed, 1: es}, study="s")
+        >>> c.metrics[1]["dice_lv"], c.indices[0]["lv_ef_percent_ref"], c.indices[0]["lv_ef_percent_error"]
+        (0.4, 75.0, -75.0)
+
+    """
+    phases = sorted(ref)
+    if not phases:
+        raise ValueError(f"{ref_source}: no labelled phase")
+    missing = [t for t in phases if t not in pred]
+    if missing:
+        raise ValueError(f"{pred_source}: no phase(s) {missing} labelled in the reference {ref_source}")
+    for t in phases:
+        if np.shape(pred[t]) != np.shape(ref[t]):
+            raise ValueError(
+                f"{pred_source} phase {t} has shape {np.shape(pred[t])}, {ref_source} has {np.shape(ref[t])}"
+            )
+    ed, es, source = ed_phase, es_phase, "given"
+    if (ed is None or es is None) and len(phases) >= 2:
+        ed, es = detect_ed_es(ref)
+        source = "detected"
+    elif ed is None or es is None:
+        ed = es = None
+        source = ""
+    out = Comparison()
+    for t in phases:
+        tag = Phase.ED.value if t == ed else Phase.ES.value if t == es else ""
+        p, r = np.asarray(pred[t]), np.asarray(ref[t])
+        out.metrics.append(_metric_row(study, t, tag, p, r, spacing_mm))
+        out.slices += _slice_rows(study, t, tag, p, r)
+    row: dict[str, Any] = {"study": study, "ed_phase": ed, "es_phase": es, "ed_es_source": source}
+    for q in INDEX_QUANTITIES:
+        row[f"{q}_pred"] = row[f"{q}_ref"] = row[f"{q}_error"] = _NAN
+    row["lv_ef_percent_pred_slice_range"] = row["lv_ef_percent_error_slice_range"] = _NAN
+    if ed is not None and es is not None:
+        pair = (ed, es)
+        r_idx = compute_cardiac_indices({t: ref[t] for t in pair}, spacing_mm, ed, es)
+        p_maps = {t: pred[t] for t in pair}
+        p_idx = compute_cardiac_indices(p_maps, spacing_mm, ed, es)
+        ranged = compute_cardiac_indices(apply_slice_range(p_maps)[0], spacing_mm, ed, es)
+        for q in INDEX_QUANTITIES:
+            a, b = _value(getattr(p_idx, q)), _value(getattr(r_idx, q))
+            row[f"{q}_pred"], row[f"{q}_ref"], row[f"{q}_error"] = a, b, a - b
+        a = _value(ranged.lv_ef_percent)
+        row["lv_ef_percent_pred_slice_range"] = a
+        row["lv_ef_percent_error_slice_range"] = a - row["lv_ef_percent_ref"]
+    out.indices.append(row)
+    return out
+
+
+def compare_labels(pred: LabelSet, ref: LabelSet, name: str = "") -> Comparison:
+    """Compare label sets read from disk (:func:`read_label_set`) with :func:`compare_label_maps`.
+
+    A 3D prediction is compared with a 3D reference whatever their phase indices; otherwise the
+    reference's labelled phases must be in the prediction. The spacing is the reference's, else the
+    prediction's; ED/ES are the reference's when its source states them.
 
     Args:
         pred: predicted labels (all phases, or the same phases as the reference).
@@ -121,75 +434,77 @@ def compare_labels(
         name: study name for the rows.
 
     Returns:
-        ``(metric rows, index row)``; metric rows with ``slice == "all"`` are over the 3D stack, the
-        others per slice (Dice and voxel counts of slices where either side has the structure).
+        A :class:`Comparison` of one study.
 
     Raises:
         ValueError: a reference phase missing from the prediction, or shapes differ (names both files).
 
     Example:
-        >>> rows, idx = compare_labels(read_label_set("out/p1"), read_label_set("acdc/p1"))  # doctest: +SKIP
+        >>> c = compare_labels(read_label_set("out/p1"), read_label_set("acdc/p1"), "p1")  # doctest: +SKIP
 
     """
     phases = sorted(ref.labels)
-    if not phases:
-        raise ValueError(f"{ref.path}: no labelled phase")
-    if pred.n_phases == 1 and ref.n_phases == 1:
+    pred_labels = dict(pred.labels)
+    if pred.n_phases == 1 and ref.n_phases == 1 and phases and 0 in pred.labels:
         pred_labels = {phases[0]: pred.labels[0]}
-    else:
-        missing = [t for t in phases if t not in pred.labels]
-        if missing:
-            raise ValueError(f"{pred.path}: no phase(s) {missing} labelled in the reference {ref.path}")
-        pred_labels = {t: pred.labels[t] for t in phases}
-    spacing = ref.spacing_mm or pred.spacing_mm
-    ed = es = None
-    if ref.ed_phase is not None and ref.es_phase is not None:
-        ed, es = ref.ed_phase, ref.es_phase
-    elif len(phases) >= 2:
-        ed, es = detect_ed_es(ref.labels)
-    rows: list[dict[str, Any]] = []
-    for t in phases:
-        if pred_labels[t].shape != ref.labels[t].shape:
-            raise ValueError(
-                f"{pred.path} phase {t} has shape {pred_labels[t].shape}, "
-                f"{ref.path} has {ref.labels[t].shape}"
-            )
-        tag = "ED" if t == ed else "ES" if t == es else ""
-        for m in segmentation_metrics(pred_labels[t], ref.labels[t], spacing):
-            rows.append({"study": name, "phase": t, "phase_name": tag, "slice": "all", **m.to_dict()})
-        for z in range(ref.labels[t].shape[0]):
-            for value, cls in ((1, "LV"), (2, "MYO"), (3, "RV")):
-                p_m, r_m = pred_labels[t][z] == value, ref.labels[t][z] == value
-                if p_m.any() or r_m.any():
-                    rows.append(
-                        {
-                            "study": name,
-                            "phase": t,
-                            "phase_name": tag,
-                            "slice": z,
-                            "name": cls,
-                            "dice": dice_score(p_m, r_m),
-                            "ref_voxels": int(r_m.sum()),
-                            "pred_voxels": int(p_m.sum()),
-                        }
-                    )
-    index_row: dict[str, Any] = {"study": name, "ed_phase": ed, "es_phase": es}
-    if ed is not None and es is not None:
-        r = compute_cardiac_indices({t: ref.labels[t] for t in (ed, es)}, spacing, ed, es)
-        p = compute_cardiac_indices({t: pred_labels[t] for t in (ed, es)}, spacing, ed, es)
-        for key, short in (
-            ("lv_ef_percent", "ef"),
-            ("lv_edv_ml", "edv"),
-            ("lv_esv_ml", "esv"),
-            ("lv_mass_g", "lv_mass"),
-            ("rv_ef_percent", "rv_ef"),
-            ("rv_edv_ml", "rv_edv"),
-            ("rv_esv_ml", "rv_esv"),
-        ):
-            a, b = getattr(p, key), getattr(r, key)
-            index_row[f"{short}_pred"], index_row[f"{short}_ref"] = a, b
-            index_row[f"{short}_error"] = None if a is None or b is None else a - b
-    return rows, index_row
+    return compare_label_maps(
+        pred_labels,
+        ref.labels,
+        ref.spacing_mm or pred.spacing_mm,
+        name,
+        ref.ed_phase,
+        ref.es_phase,
+        str(pred.path),
+        str(ref.path),
+    )
+
+
+def compare_study(
+    study: CineStudy,
+    pred: Mapping[int, LabelArray],
+    restrict_to_annotated: bool = False,
+    name: str | None = None,
+) -> Comparison:
+    """Compare predicted label maps with a labelled study's own labels (:func:`compare_label_maps`).
+
+    Args:
+        study: a study with labels; its spacing and ED/ES are used.
+        pred: predicted ``(Z, Y, X)`` labels of at least the labelled phases.
+        restrict_to_annotated: compare only slices carrying annotations (e.g. the contoured Sunnybrook
+            slices): both sides are emptied elsewhere, for the metrics and the indices.
+        name: study name in the rows (default: ``study.source``).
+
+    Returns:
+        A :class:`Comparison` of one study.
+
+    Raises:
+        ValueError: the study has no labels, or a labelled phase is missing from ``pred``.
+
+    Example:
+        >>> c = compare_study(study, predictor.predict(study), restrict_to_annotated=True)  # doctest: +SKIP
+
+    """
+    ref: dict[int, LabelArray] = dict(study.labels)
+    prediction: dict[int, LabelArray] = {t: pred[t] for t in ref if t in pred}
+    if restrict_to_annotated:
+        for t, kept in study.annotated_slices.items():
+            if t not in ref:
+                continue
+            keep = np.zeros(ref[t].shape[0], bool)
+            keep[list(kept)] = True
+            ref[t] = np.where(keep[:, None, None], ref[t], 0).astype(np.uint8)
+            if t in prediction:
+                prediction[t] = np.where(keep[:, None, None], prediction[t], 0).astype(np.uint8)
+    return compare_label_maps(
+        prediction,
+        ref,
+        study.spacing_mm,
+        study.source if name is None else name,
+        study.ed_phase,
+        study.es_phase,
+        f"prediction of {study.source}",
+        f"labels of {study.source}",
+    )
 
 
 def find_label_sets(path: PathLike) -> dict[str, Path]:
@@ -223,21 +538,81 @@ def find_label_sets(path: PathLike) -> dict[str, Path]:
     return out
 
 
-def _nanmean(values: Sequence[Any]) -> float | None:
-    """Mean over finite values; ``None`` (JSON null) when there are none."""
-    arr = np.asarray([np.nan if v is None else v for v in values], dtype=float)
-    arr = arr[np.isfinite(arr)]
-    return float(arr.mean()) if arr.size else None
-
-
 def _csv(rows: Sequence[dict[str, Any]]) -> str:
     buf = io.StringIO()
     if rows:
         keys = list(dict.fromkeys(k for r in rows for k in r))
-        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n", restval="nan")
         writer.writeheader()
         writer.writerows(rows)
     return buf.getvalue()
+
+
+def check_outputs(paths: Sequence[Path], overwrite: bool) -> None:
+    """Refuse before any work when an output exists and ``overwrite`` is False.
+
+    Args:
+        paths: the files a job will write.
+        overwrite: whether replacing them is allowed.
+
+    Raises:
+        FileExistsError: names the first existing file.
+
+    Example:
+        >>> check_outputs([Path("/nonexistent/metrics.csv")], overwrite=False)
+
+    """
+    for p in paths:
+        check_writable(p, overwrite)
+
+
+def write_comparison(
+    comparison: Comparison,
+    output_dir: PathLike,
+    overwrite: bool = False,
+    figures: bool = True,
+    summary_extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write a comparison's :data:`COMPARISON_OUTPUTS`, each atomically; ``summary.json`` last.
+
+    Args:
+        comparison: the rows.
+        output_dir: output folder (created).
+        overwrite: replace earlier outputs; otherwise nothing is written when any of them exists.
+        figures: write ``bland_altman.png`` (EF, EDV, ESV; studies with both sides).
+        summary_extra: entries added to the summary (e.g. unpaired studies).
+
+    Returns:
+        The summary (:meth:`Comparison.summary` with ``summary_extra`` and ``outputs``), as written.
+
+    Raises:
+        FileExistsError: an output exists and ``overwrite`` is False (names the file; nothing written).
+
+    Example:
+        >>> summary = write_comparison(comparison, "eval")  # doctest: +SKIP
+
+    """
+    out = Path(output_dir)
+    check_outputs([out / n for n in COMPARISON_OUTPUTS], overwrite)
+    summary = {**comparison.summary(), **(summary_extra or {})}
+    written = [
+        atomic_write_text(out / "metrics.csv", _csv(comparison.metrics), overwrite=overwrite),
+        atomic_write_text(out / "metrics_per_slice.csv", _csv(comparison.slices), overwrite=overwrite),
+        atomic_write_text(out / "indices.csv", _csv(comparison.indices), overwrite=overwrite),
+    ]
+    pairs: dict[str, tuple[list[float], list[float]]] = {}
+    units = {"EF": "%", "EDV": "mL", "ESV": "mL"}
+    for label, q in (("EF", "lv_ef_percent"), ("EDV", "lv_edv_ml"), ("ESV", "lv_esv_ml")):
+        ok = [r for r in comparison.indices if math.isfinite(r[f"{q}_error"])]
+        if ok:
+            pairs[label] = ([r[f"{q}_pred"] for r in ok], [r[f"{q}_ref"] for r in ok])
+    if figures and pairs:
+        title = f"model vs reference, {len(comparison.indices)} studies"
+        written.append(plot_bland_altman(pairs, out / "bland_altman.png", units, title, overwrite))
+    summary["outputs"] = [str(p) for p in written] + [str(out / "summary.json")]
+    ready: dict[str, Any] = json_ready(summary)
+    atomic_write_text(out / "summary.json", json.dumps(ready, indent=2) + "\n", overwrite=overwrite)
+    return ready
 
 
 def compare_cohort(
@@ -251,10 +626,9 @@ def compare_cohort(
     """Compare predictions with references for one study or a cohort; write CSV, JSON and a Bland–Altman PNG.
 
     Studies are paired by name (see :func:`find_label_sets`); unpaired ones are listed in the summary.
-    Writes ``metrics.csv`` (study, phase, class: Dice, HD95, MSD over the stack), ``metrics_per_slice.csv``
-    (Dice and voxel counts per slice), ``indices.csv`` (EF/EDV/ESV/mass, both
-    sides and errors), ``summary.json`` (means per class and phase type, mean absolute index errors) and
-    ``bland_altman.png`` (EF, EDV, ESV; when at least one study has them).
+    Writes :data:`COMPARISON_OUTPUTS` with :func:`write_comparison`: ``metrics.csv`` (per study and
+    phase), ``metrics_per_slice.csv``, ``indices.csv`` (per study), ``summary.json`` (means per phase
+    type, mean and mean absolute index errors, unpaired and failed studies) and ``bland_altman.png``.
 
     Args:
         pred: prediction file or folder.
@@ -265,16 +639,19 @@ def compare_cohort(
         overwrite: replace earlier outputs.
 
     Returns:
-        The summary dictionary.
+        The summary dictionary (``n_studies``, ``metrics``, ``indices``, ``failed``, ``unpaired_*``,
+        ``outputs``).
 
     Raises:
         ValueError: no study could be paired.
-        FileExistsError: outputs exist and ``overwrite`` is False.
+        FileExistsError: outputs exist and ``overwrite`` is False (checked before reading any study).
 
     Example:
         >>> summary = compare_cohort("out", "acdc", "eval")  # doctest: +SKIP
 
     """
+    out = Path(output_dir)
+    check_outputs([out / n for n in COMPARISON_OUTPUTS], overwrite)
     preds, refs = find_label_sets(pred), find_label_sets(ref)
     if len(preds) == 1 and len(refs) == 1:
         pairs = {next(iter(refs)): (next(iter(preds.values())), next(iter(refs.values())))}
@@ -285,75 +662,20 @@ def compare_cohort(
             f"no study in {pred} matches one in {ref} by name (predictions: {sorted(preds)[:5]}, "
             f"references: {sorted(refs)[:5]})"
         )
-    metric_rows: list[dict[str, Any]] = []
-    slice_rows: list[dict[str, Any]] = []
-    index_rows: list[dict[str, Any]] = []
-    failed: dict[str, str] = {}
+    comparison = Comparison()
     for name, (pp, rp) in pairs.items():
         try:
-            rows, idx = compare_labels(
-                read_label_set(pp, pred_convention),
-                read_label_set(rp, ref_convention, labelled_only=True),
-                name,
+            comparison.extend(
+                compare_labels(
+                    read_label_set(pp, pred_convention),
+                    read_label_set(rp, ref_convention, labelled_only=True),
+                    name,
+                )
             )
         except (ValueError, OSError) as exc:
-            failed[name] = str(exc)
-            continue
-        metric_rows += [r for r in rows if r["slice"] == "all"]
-        slice_rows += [r for r in rows if r["slice"] != "all"]
-        index_rows.append(idx)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {
-        "n_studies": len(index_rows),
+            comparison.failed[name] = str(exc)
+    extra = {
         "unpaired_predictions": sorted(set(preds) - set(refs)) if len(pairs) > 1 else [],
         "unpaired_references": sorted(set(refs) - set(preds)) if len(pairs) > 1 else [],
-        "failed": failed,
-        "distance_unit": sorted({str(r["unit"]) for r in metric_rows}),
-        "metrics": {},
-        "indices": {},
     }
-    for cls in ("lv", "myo", "rv"):
-        for phase_name in ("ED", "ES", "all"):
-            sel = [
-                r
-                for r in metric_rows
-                if str(r["name"]).lower() == cls and (phase_name == "all" or r["phase_name"] == phase_name)
-            ]
-            sel = [r for r in sel if r["ref_voxels"] > 0]
-            if sel:
-                summary["metrics"][f"{cls}_{phase_name}"] = {
-                    k: _nanmean([r[k] for r in sel]) for k in ("dice", "hd95", "msd")
-                }
-    for short in ("ef", "edv", "esv", "lv_mass", "rv_ef", "rv_edv", "rv_esv"):
-        errs = [r[f"{short}_error"] for r in index_rows if r.get(f"{short}_error") is not None]
-        if errs:
-            summary["indices"][short] = {
-                "mean_error": float(np.mean(errs)),
-                "mean_abs_error": float(np.mean(np.abs(errs))),
-                "n": len(errs),
-            }
-    written = [
-        atomic_write_text(out / "metrics.csv", _csv(metric_rows), overwrite=overwrite),
-        atomic_write_text(out / "metrics_per_slice.csv", _csv(slice_rows), overwrite=overwrite),
-        atomic_write_text(out / "indices.csv", _csv(index_rows), overwrite=overwrite),
-    ]
-    ba = {}
-    units = {"EF": "%", "EDV": "mL", "ESV": "mL"}
-    for label, short in (("EF", "ef"), ("EDV", "edv"), ("ESV", "esv")):
-        ok = [r for r in index_rows if r.get(f"{short}_error") is not None]
-        if ok:
-            ba[label] = ([r[f"{short}_pred"] for r in ok], [r[f"{short}_ref"] for r in ok])
-    if ba:
-        written.append(
-            plot_bland_altman(
-                ba,
-                out / "bland_altman.png",
-                units,
-                f"model vs reference, {len(index_rows)} studies",
-                overwrite,
-            )
-        )
-    summary["outputs"] = [str(p) for p in written] + [str(out / "summary.json")]
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n", overwrite=overwrite)
-    return summary
+    return write_comparison(comparison, out, overwrite=overwrite, summary_extra=extra)

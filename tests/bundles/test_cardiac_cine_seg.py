@@ -147,9 +147,10 @@ def test_train_and_evaluate_on_small_real_data(tmp_path: Path, acdc_dir: Path, s
             "$" + repr({"SCD0000101": "SC-HF-I-1"}),
         ]
     )
-    result = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
-    assert [r["patient"] for r in result["acdc"]] == ["patient004"]
-    assert result["sunnybrook"][0]["patient"] == "SC-HF-I-1"
+    result = json.loads((tmp_path / "eval" / "evaluation.json").read_text())  # workflows.bundle_evaluation
+    assert [r["study"] for r in result["acdc"]["indices"]] == ["patient004"]
+    assert [r["study"] for r in result["sunnybrook"]["indices"]] == ["SC-HF-I-1"]
+    assert (tmp_path / "eval" / "acdc" / "metrics.csv").exists()
 
 
 @pytest.mark.realdata

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 
 from cardiacseg.data.datalist import split_patients
-from cardiacseg.engines.evaluation import compare_study, evaluate_sunnybrook, summarise
 from cardiacseg.inferers import SlicePredictor
 from cardiacseg.io import list_ssl4mis_patients
 from cardiacseg.io.ssl4mis import read_ssl4mis_study
 from cardiacseg.io.study import CineStudy
 from cardiacseg.metrics import dice_score
 from cardiacseg.postprocess import PostprocessingChoice, PostProcessor
+from cardiacseg.workflows.bundle_evaluation import evaluate_sunnybrook
+from cardiacseg.workflows.evaluate import Comparison, compare_study
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "cardiac_cine_seg"
@@ -52,30 +53,42 @@ def acdc_raw(predictor: SlicePredictor, acdc_dir: Path) -> list[tuple[CineStudy,
 @pytest.fixture(scope="module")
 def acdc_rows(
     predictor: SlicePredictor, acdc_raw: list[tuple[CineStudy, dict[int, np.ndarray]]]
-) -> list[dict[str, object]]:
+) -> Comparison:
     pp = predictor.postprocess or PostProcessor()
-    return [compare_study(study, {t: pp(lab) for t, lab in pred.items()}) for study, pred in acdc_raw]
+    rows = Comparison()
+    for study, pred in acdc_raw:
+        rows.extend(compare_study(study, {t: pp(lab) for t, lab in pred.items()}))
+    return rows
 
 
 @pytest.fixture(scope="module")
-def sunnybrook_rows(predictor: SlicePredictor, sunnybrook_dir: Path) -> list[dict[str, object]]:
+def sunnybrook_rows(predictor: SlicePredictor, sunnybrook_dir: Path) -> Comparison:
     return evaluate_sunnybrook(
         predictor, sunnybrook_dir, {"SCD0000101": "SC-HF-I-1", "SCD0000201": "SC-HF-I-2"}
     )
 
 
-def _mean(rows: list[dict[str, object]], *keys: str) -> float:
-    return float(np.mean([float(r[k]) for r in rows for k in keys]))  # type: ignore[arg-type]
+def _mean(rows: Comparison, key: str, *phases: str) -> float:
+    """Mean of a metric key over the rows of the given phases (``ED``, ``ES``)."""
+    return float(np.mean([r[key] for r in rows.metrics if r["phase_name"] in phases]))
 
 
-def test_acdc_validation_is_sane(acdc_rows: list[dict[str, object]]) -> None:
+def _ef_abs_error(rows: Comparison) -> float:
+    return float(rows.summary()["indices"]["lv_ef_percent"]["mean_abs_error"])
+
+
+def _lv_dice(rows: Comparison, study: str) -> dict[str, float]:
+    return {r["phase_name"]: r["dice_lv"] for r in rows.metrics if r["study"] == study}
+
+
+def test_acdc_validation_is_sane(acdc_rows: Comparison) -> None:
     """Floors well below the targets: the shipped model segments the held-out ACDC patients."""
-    assert len(acdc_rows) == 15
-    assert _mean(acdc_rows, "dice_lv_ed") > 0.90
-    assert _mean(acdc_rows, "dice_lv_ed", "dice_lv_es") > 0.85
-    assert _mean(acdc_rows, "dice_myo_ed", "dice_myo_es") > 0.75
-    assert _mean(acdc_rows, "dice_rv_ed", "dice_rv_es") > 0.70
-    assert summarise(acdc_rows)["ef_abs_error"] < 8.0
+    assert len(acdc_rows.indices) == 15
+    assert _mean(acdc_rows, "dice_lv", "ED") > 0.90
+    assert _mean(acdc_rows, "dice_lv", "ED", "ES") > 0.85
+    assert _mean(acdc_rows, "dice_myo", "ED", "ES") > 0.75
+    assert _mean(acdc_rows, "dice_rv", "ED", "ES") > 0.70
+    assert _ef_abs_error(acdc_rows) < 8.0
 
 
 def test_shipped_postprocessing_does_not_lower_dice(
@@ -94,25 +107,28 @@ def test_shipped_postprocessing_does_not_lower_dice(
         assert np.mean(after) >= np.mean(before) - 1e-9, (value, np.mean(before), np.mean(after))
 
 
-def test_sunnybrook_is_sane(sunnybrook_rows: list[dict[str, object]]) -> None:
-    for row in sunnybrook_rows:
-        assert float(row["dice_lv_ed"]) > 0.85 and float(row["dice_lv_es"]) > 0.80  # type: ignore[arg-type]
-        assert abs(float(row["ef_error"])) < 8.0  # type: ignore[arg-type]
+def test_sunnybrook_is_sane(sunnybrook_rows: Comparison) -> None:
+    assert len(sunnybrook_rows.indices) == 2
+    for row in sunnybrook_rows.indices:
+        dice = _lv_dice(sunnybrook_rows, row["study"])
+        assert dice["ED"] > 0.85 and dice["ES"] > 0.80
+        assert abs(row["lv_ef_percent_error"]) < 8.0
 
 
-def test_acdc_targets(acdc_rows: list[dict[str, object]]) -> None:
+def test_acdc_targets(acdc_rows: Comparison) -> None:
     """Measured at release: LV 0.942, MYO 0.894, RV 0.881 (the tightest margin), |EF error| 3.20."""
-    assert _mean(acdc_rows, "dice_lv_ed", "dice_lv_es") >= 0.93
-    assert _mean(acdc_rows, "dice_myo_ed", "dice_myo_es") >= 0.87
-    assert _mean(acdc_rows, "dice_rv_ed", "dice_rv_es") >= 0.88
-    assert summarise(acdc_rows)["ef_abs_error"] <= 4.0
+    assert _mean(acdc_rows, "dice_lv", "ED", "ES") >= 0.93
+    assert _mean(acdc_rows, "dice_myo", "ED", "ES") >= 0.87
+    assert _mean(acdc_rows, "dice_rv", "ED", "ES") >= 0.88
+    assert _ef_abs_error(acdc_rows) <= 4.0
 
 
-def test_sunnybrook_targets(sunnybrook_rows: list[dict[str, object]]) -> None:
+def test_sunnybrook_targets(sunnybrook_rows: Comparison) -> None:
     """Measured at release: LV Dice 0.932/0.907 and 0.946/0.939 (ED/ES), EF error +0.4 and -1.9 points."""
-    for row in sunnybrook_rows:
-        assert float(row["dice_lv_ed"]) >= 0.90 and float(row["dice_lv_es"]) >= 0.90  # type: ignore[arg-type]
-        assert abs(float(row["ef_error"])) <= 5.0  # type: ignore[arg-type]
+    for row in sunnybrook_rows.indices:
+        dice = _lv_dice(sunnybrook_rows, row["study"])
+        assert dice["ED"] >= 0.90 and dice["ES"] >= 0.90
+        assert abs(row["lv_ef_percent_error"]) <= 5.0
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,11 @@ Usage (from the repository root):
    post-processing and runs cardiacseg.postprocess.select_postprocessing (nnU-Net style), printing the
    effect of every step alone;
 2. writes the choice to <output>/postprocessing.json (copy it to configs/ to ship it) and
-3. evaluates with it: per-patient ACDC 3D Dice and EF error, Sunnybrook end to end from DICOM
-   (<output>/evaluation.md and evaluation.json).
+3. evaluates with it (cardiacseg.workflows.bundle_evaluation.write_evaluation, the rows of
+   `cardiacseg evaluate`): per-patient ACDC 3D Dice and EF error, Sunnybrook end to end from DICOM
+   (<output>/acdc/, <output>/sunnybrook/, <output>/evaluation.md and evaluation.json).
+
+Existing outputs are not replaced unless --overwrite is given.
 """
 
 from __future__ import annotations
@@ -20,10 +23,16 @@ import time
 from pathlib import Path
 
 from cardiacseg.data.datalist import split_patients
-from cardiacseg.engines.evaluation import choose_postprocessing, write_evaluation
+from cardiacseg.enums import STRUCTURES
 from cardiacseg.inferers import SlicePredictor
 from cardiacseg.io import list_ssl4mis_patients
+from cardiacseg.io.atomic import atomic_write_text, check_writable
 from cardiacseg.postprocess import PostProcessor
+from cardiacseg.workflows.bundle_evaluation import (
+    check_evaluation_outputs,
+    choose_postprocessing,
+    write_evaluation,
+)
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
@@ -38,7 +47,13 @@ def main() -> None:
     parser.add_argument("--crop-size", type=int, default=160)
     parser.add_argument("--output", required=True)
     parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run")
     args = parser.parse_args()
+    out = Path(args.output)
+    choice_files = [out / "postprocessing.json", out / "postprocessing_effects.json"]
+    for path in choice_files:  # refuse before predicting anything
+        check_writable(path, args.overwrite)
+    check_evaluation_outputs(out, args.overwrite)
     acdc, sunnybrook = Path(args.data) / "acdc_ssl4mis", Path(args.data) / "sunnybrook"
     _, val = split_patients(list_ssl4mis_patients(acdc), 0.2, 0)
     predictor = SlicePredictor.from_checkpoint(
@@ -46,24 +61,19 @@ def main() -> None:
     )
     t0 = time.time()
     choice, alone = choose_postprocessing(predictor, acdc, val)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    choice.save(out / "postprocessing.json")
+    choice.save(choice_files[0], overwrite=args.overwrite)
     print(f"chosen steps: {choice.steps} ({time.time() - t0:.0f} s)")
     print("mean 3D Dice over ED+ES of the validation patients, each step alone:")
     for step, dice in alone.items():
         print(f"  {step:15s} " + "  ".join(f"{k} {v:.4f}" for k, v in dice.items()))
-    (out / "postprocessing_effects.json").write_text(json.dumps(alone, indent=2) + "\n")
+    atomic_write_text(choice_files[1], json.dumps(alone, indent=2) + "\n", args.overwrite)
     predictor.postprocess = PostProcessor(choice.steps)
-    res = write_evaluation(
-        predictor, acdc, val, sunnybrook, {"SCD0000101": "SC-HF-I-1", "SCD0000201": "SC-HF-I-2"}, out
-    )
+    sunnybrook_patients = {"SCD0000101": "SC-HF-I-1", "SCD0000201": "SC-HF-I-2"}
+    res = write_evaluation(predictor, acdc, val, sunnybrook, sunnybrook_patients, out, args.overwrite)
     print((out / "evaluation.md").read_text())
-    s = res["acdc_summary"]
-    lv = (s["dice_lv_ed"] + s["dice_lv_es"]) / 2
-    myo = (s["dice_myo_ed"] + s["dice_myo_es"]) / 2
-    rv = (s["dice_rv_ed"] + s["dice_rv_es"]) / 2
-    print(f"ACDC means (ED+ES): LV {lv:.4f}  MYO {myo:.4f}  RV {rv:.4f}  |EF err| {s['ef_abs_error']:.2f}")
+    s = res["acdc"]["summary"]
+    means = "  ".join(f"{c.name} {s['metrics']['all'][f'dice_{c.key}']['mean']:.4f}" for c in STRUCTURES)
+    print(f"ACDC means (ED+ES): {means}  |EF err| {s['indices']['lv_ef_percent']['mean_abs_error']:.2f}")
 
 
 if __name__ == "__main__":
