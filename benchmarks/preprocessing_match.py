@@ -9,7 +9,7 @@ with statistics inside the crop, which could favour that variant):
 
 * ACDC: the bundle's 15 validation patients (``split_patients(..., 0.2, seed 0)``, never used for training,
   as in ``scripts/evaluate_and_choose.py`` and ``tests/bundles/test_shipped_model.py``), ED and ES, mean 3D
-  Dice LV/MYO/RV over both phases and mean |EF error| (``cardiacseg.engines.evaluation``);
+  Dice LV/MYO/RV over both phases and mean |EF error| (``cardiacseg.workflows.bundle_evaluation``);
 * Sunnybrook SC-HF-I-1 and SC-HF-I-2 end to end from DICOM, LV Dice (ED/ES) and EF error vs the expert
   contours, contoured slices only.
 
@@ -34,9 +34,10 @@ import numpy as np
 
 from cardiacseg.data.datalist import split_patients
 from cardiacseg.demo import shipped_bundle_path
-from cardiacseg.engines.evaluation import evaluate_ssl4mis, evaluate_sunnybrook, summarise
 from cardiacseg.inferers import SlicePredictor
 from cardiacseg.io import list_ssl4mis_patients
+from cardiacseg.workflows.bundle_evaluation import evaluate_ssl4mis, evaluate_sunnybrook
+from cardiacseg.workflows.evaluate import Comparison
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -45,6 +46,21 @@ LABELS = {
     "crop": "z-score inside the heart crop (default)",
     "slice": "z-score over the whole slice, then crop (as training)",
 }
+
+
+def _per_patient(c: Comparison) -> list[dict[str, Any]]:
+    """This benchmark's per-patient rows (its JSON format) from the rows of cardiacseg.workflows.evaluate."""
+    out = []
+    for idx in c.indices:
+        row: dict[str, Any] = {"patient": idx["study"]}
+        for m in c.metrics:
+            if m["study"] == idx["study"] and m["phase_name"]:
+                for cls in ("lv", "myo", "rv"):
+                    row[f"dice_{cls}_{m['phase_name'].lower()}"] = m[f"dice_{cls}"]
+        row["ef_ref"], row["ef_pred"] = idx["lv_ef_percent_ref"], idx["lv_ef_percent_pred"]
+        row["ef_error"] = idx["lv_ef_percent_error"]
+        out.append(row)
+    return out
 
 
 def measure(region: str, data: Path, postprocess: bool = True) -> dict[str, Any]:
@@ -58,18 +74,19 @@ def measure(region: str, data: Path, postprocess: bool = True) -> dict[str, Any]
     acdc = data / "acdc_ssl4mis"
     _, val = split_patients(list_ssl4mis_patients(acdc), 0.2, 0)  # the bundle's validation split
     t0 = time.time()
-    rows = evaluate_ssl4mis(predictor, acdc, val)
-    s = summarise(rows)
-    sb = evaluate_sunnybrook(predictor, data / "sunnybrook", SUNNYBROOK)
+    acdc_eval = evaluate_ssl4mis(predictor, acdc, val)
+    rows, s = _per_patient(acdc_eval), acdc_eval.summary()
+    sb = _per_patient(evaluate_sunnybrook(predictor, data / "sunnybrook", SUNNYBROOK))
+    dice = {c: s["metrics"]["all"][f"dice_{c}"]["mean"] for c in ("lv", "myo", "rv")}  # over ED and ES
     return {
         "region": region,
         "postprocess": postprocess,
         "seconds": round(time.time() - t0, 1),
         "n_acdc": len(rows),
-        "lv": (s["dice_lv_ed"] + s["dice_lv_es"]) / 2,
-        "myo": (s["dice_myo_ed"] + s["dice_myo_es"]) / 2,
-        "rv": (s["dice_rv_ed"] + s["dice_rv_es"]) / 2,
-        "ef_abs_error": s["ef_abs_error"],
+        "lv": dice["lv"],
+        "myo": dice["myo"],
+        "rv": dice["rv"],
+        "ef_abs_error": s["indices"]["lv_ef_percent"]["mean_abs_error"],
         "acdc_rows": rows,
         "sunnybrook": [
             {k: r[k] for k in ("patient", "dice_lv_ed", "dice_lv_es", "ef_ref", "ef_pred", "ef_error")}
