@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cardiacseg import __version__
 from cardiacseg.cli import main
-from cardiacseg.demo import demo_study_path
+from cardiacseg.demo import demo_study_path, shipped_bundle_path
 from tests.conftest import independent_sunnybrook_volumes
 
 
@@ -40,6 +42,24 @@ def test_help_and_version_import_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert "cardiacseg 0.1.0" in out.stdout
+
+
+def test_version_names_the_shipped_bundle_and_weights_hash_without_torch() -> None:
+    bundle = shipped_bundle_path()
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    sha = hashlib.sha256((bundle / "models" / "model.pt").read_bytes()).hexdigest()
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "cardiacseg", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"cardiacseg {__version__}"
+    assert any(meta["name"] in line and meta["version"] in line for line in lines)
+    assert f"weights: models/model.pt sha256 {sha}" in lines
+    imported = {row.split("|")[-1].strip().split(".")[0] for row in out.stderr.splitlines() if "|" in row}
+    assert "cardiacseg" in imported and not imported & {"torch", "monai", "numpy"}
 
 
 def test_curated_api_is_lazy_and_complete() -> None:
@@ -76,8 +96,10 @@ def test_demo_reports_expert_volumes(tmp_path: Path, capsys: pytest.CaptureFixtu
     csv_lines = (out / "report.csv").read_text().splitlines()
     assert csv_lines[0].startswith("phase,phase_name,slice") and len(csv_lines) == 1 + 2 * 12
     if "model" in report:  # the shipped model against the expert contours of the contoured slices
-        comparison = report["model"]["comparison"]
-        assert comparison["dice_lv_ed"] > 0.85 and abs(comparison["ef_error"]) < 8.0
+        comparison = report["model"]["comparison"]  # the rows of cardiacseg.workflows.evaluate
+        ed = next(r for r in comparison["metrics"] if r["phase_name"] == "ED")
+        assert ed["dice_lv"] > 0.85 and abs(comparison["indices"]["lv_ef_percent_error"]) < 8.0
+        assert ed["dice_rv"] is None  # the expert contours have no RV: null, not 0
         assert "Shipped model vs expert" in printed and (out / "overlay_model.png").exists()
     png = np.asarray(Image.open(out / "overlay.png"))
     assert png.shape[0] > 300 and png.shape[1] > 1000 and png.std() > 10

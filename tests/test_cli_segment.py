@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
+import warnings
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
+from PIL import Image
+from torch import nn
 
+from cardiacseg import __version__
 from cardiacseg.cli import main
+from cardiacseg.clinical.report import read_csv_rows
+from cardiacseg.data.synthetic import make_cine_phantom
+from cardiacseg.demo import shipped_bundle_path
+from cardiacseg.inferers import SlicePredictor
 from cardiacseg.io.acdc import write_acdc_patient
 from cardiacseg.io.nifti import write_nifti
 from cardiacseg.io.readers import read_study
 from cardiacseg.io.ssl4mis import read_ssl4mis_study
 from cardiacseg.io.sunnybrook import read_sunnybrook_study
+from cardiacseg.workflows import segment_batch, segment_study
 from tests.conftest import SUNNYBROOK, independent_sunnybrook_volumes
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -88,8 +100,24 @@ def test_segment_sunnybrook_outputs_on_the_input_grid(
 
     for png in ("montage.png", "volumes.png"):
         assert _is_png_with_content(out / png), png
-    rows = list(csv.DictReader((out / "report.csv").open()))
+        grey = np.asarray(Image.open(out / png).convert("L"))
+        assert (grey[-14:, : grey.shape[1] // 4] < 160).sum() > 30, f"{png}: no footer text bottom left"
+    header, rows = read_csv_rows(out / "report.csv")
     assert {int(r["phase"]) for r in rows} == {ed, es}
+
+    # the model identity, against values computed here from the bundle's files
+    bundle = shipped_bundle_path()
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    sha = hashlib.sha256((bundle / "models" / "model.pt").read_bytes()).hexdigest()
+    model = report["model"]
+    assert model["bundle"] == {"name": meta["name"], "version": meta["version"]}
+    assert model["weights"] == [{"file": "model.pt", "sha256": sha}]
+    assert (
+        model["package_version"] == __version__ and model["slice_range"] == report["settings"]["slice_range"]
+    )
+    assert header["weights"] == f"model.pt sha256 {sha}" and header["model"] == model["summary"]
+    assert f"slice_range={model['slice_range']}" in header["settings"]
+    assert sha[:12] in model["summary"] and meta["version"] in model["summary"]
 
 
 def test_segment_batch_is_resumable(
@@ -97,6 +125,9 @@ def test_segment_batch_is_resumable(
 ) -> None:
     summary = list(csv.DictReader((sunnybrook_run / "batch_summary.csv").open()))
     assert {r["study"]: r["status"] for r in summary} == {"SCD0000101": "skipped", "SCD0000201": "done"}
+    for r in summary:  # each row names the model of that study's own report (skipped ones included)
+        own = json.loads((sunnybrook_run / r["study"] / "report.json").read_text())
+        assert r["model"] == own["model"]["summary"]
     report = json.loads((sunnybrook_run / "SCD0000101" / "report.json").read_text())
     assert report["settings"]["slice_range"] != "all"
     before = {p: p.stat().st_mtime_ns for p in sunnybrook_run.rglob("labels.nii.gz")}
@@ -130,13 +161,13 @@ def test_evaluate_sunnybrook_against_expert_contours(
         )
         ref = np.transpose(np.asarray(nib.load(refs / f"{dicom}.nii.gz").dataobj), (3, 2, 1, 0))
         ed = int(indices[dicom]["ed_phase"])
-        row = next(r for r in rows if r["study"] == dicom and int(r["phase"]) == ed and r["name"] == "LV")
-        assert float(row["dice"]) == pytest.approx(_dice(pred[ed] == 1, ref[ed] == 1), abs=1e-9)
+        row = next(r for r in rows if r["study"] == dicom and int(r["phase"]) == ed)
+        assert float(row["dice_lv"]) == pytest.approx(_dice(pred[ed] == 1, ref[ed] == 1), abs=1e-9)
         truth = independent_sunnybrook_volumes(
             sunnybrook_dir / "dicoms" / dicom, sunnybrook_dir / "contourfiles" / contour
         )
-        assert float(indices[dicom]["ef_ref"]) == pytest.approx(truth["ef"], abs=0.01)
-        assert float(indices[dicom]["edv_ref"]) == pytest.approx(truth["edv"], rel=1e-3)
+        assert float(indices[dicom]["lv_ef_percent_ref"]) == pytest.approx(truth["ef"], abs=0.01)
+        assert float(indices[dicom]["lv_edv_ml_ref"]) == pytest.approx(truth["edv"], rel=1e-3)
     assert _is_png_with_content(out / "bland_altman.png")
 
 
@@ -170,20 +201,19 @@ def test_segment_and_evaluate_acdc_batch_with_a_corrupt_study(acdc_dir: Path, tm
         ref = read_ssl4mis_study(acdc_dir, pid)
         pred = np.transpose(np.asarray(nib.load(out / pid / "labels.nii.gz").dataobj), (3, 2, 1, 0))
         for t in (0, 1):
-            row = next(r for r in metrics if r["study"] == pid and int(r["phase"]) == t and r["name"] == "LV")
-            assert float(row["dice"]) == pytest.approx(_dice(pred[t] == 1, ref.labels[t] == 1), abs=1e-9)
-            assert float(row["dice"]) > 0.85
-        assert row["unit"] == "voxel"  # SSL4MIS has no spacing: distances in voxels, said so
+            row = next(r for r in metrics if r["study"] == pid and int(r["phase"]) == t)
+            assert float(row["dice_lv"]) == pytest.approx(_dice(pred[t] == 1, ref.labels[t] == 1), abs=1e-9)
+            assert float(row["dice_lv"]) > 0.85
+        # SSL4MIS has no spacing: distances in voxels, said so by the key
+        assert row["hd95_lv_mm"] == "nan" and float(row["hd95_lv_voxels"]) >= 0
     per_slice = list(csv.DictReader((ev / "metrics_per_slice.csv").open()))
     ref = read_ssl4mis_study(acdc_dir, "patient009")
     pred = np.transpose(np.asarray(nib.load(out / "patient009" / "labels.nii.gz").dataobj), (3, 2, 1, 0))
     z = int(np.argmax((ref.labels[0] == 3).sum(axis=(1, 2))))
     row = next(
-        r
-        for r in per_slice
-        if r["study"] == "patient009" and r["phase"] == "0" and r["slice"] == str(z) and r["name"] == "RV"
+        r for r in per_slice if r["study"] == "patient009" and r["phase"] == "0" and r["slice"] == str(z)
     )
-    assert float(row["dice"]) == pytest.approx(_dice(pred[0, z] == 3, ref.labels[0][z] == 3), abs=1e-9)
+    assert float(row["dice_rv"]) == pytest.approx(_dice(pred[0, z] == 3, ref.labels[0][z] == 3), abs=1e-9)
 
 
 def test_segment_a_3d_nifti_frame(acdc_dir: Path, tmp_path: Path) -> None:
@@ -214,3 +244,91 @@ def test_fast_preset_and_explicit_options_reach_the_predictor() -> None:
     assert (mixed.tta, mixed.crop_fallback_size, mixed.crop_size) == ("flip", None, 128)
     default = _predictor(build_parser().parse_args(["segment", "x", "-o", "y"]))
     assert (default.crop_size, default.crop_fallback_size) == (160, 192)  # the bundle's inference.json
+
+
+class _BrightIsLV(nn.Module):
+    """A fixed 'network': LV where a slice is brighter than halfway between its mean and maximum."""
+
+    def __init__(self, warn: bool = False) -> None:
+        super().__init__()
+        self.warn = warn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.warn:
+            warnings.warn("a warning from inside the network", UserWarning, stacklevel=1)
+        bg = torch.zeros_like(x)
+        threshold = (x.amax(dim=(2, 3), keepdim=True) + x.mean(dim=(2, 3), keepdim=True)) / 2
+        return torch.cat([bg, x - threshold, bg - 100, bg - 100], dim=1)
+
+
+@pytest.fixture(scope="module")
+def phantom_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    study, _ = make_cine_phantom(n_phases=4, n_slices=3, shape=(128, 128), spacing_mm=(8.0, 1.5, 1.5))
+    path = tmp_path_factory.mktemp("phantom") / "phantom.nii.gz"
+    write_nifti(path, np.asarray(study.image), spacing_mm=study.spacing_mm)
+    return path
+
+
+def _phantom_predictor(warn: bool = False) -> SlicePredictor:
+    return SlicePredictor(_BrightIsLV(warn), target_spacing_mm=1.5, crop_size=96, batch_size=5)
+
+
+def test_progress_inside_a_study(phantom_file: Path, tmp_path: Path) -> None:
+    """Stages in order; the predictor's per-batch counts increase to the number of slices (4 x 3)."""
+    predictor = _phantom_predictor()
+    calls: list[tuple[str, int, int]] = []
+    report = segment_study(phantom_file, tmp_path / "out", predictor, progress=lambda *a: calls.append(a))
+    stages = [c[0] for c in calls]
+    assert stages[0] == "read" and stages[-1] == "write" and "predict" in stages
+    first_write = stages.index("write")
+    assert set(stages[1:first_write]) == {"predict"} and set(stages[first_write:]) == {"write"}
+    counts = [done for stage, done, _ in calls if stage == "predict"]
+    totals = {total for stage, _, total in calls if stage == "predict"}
+    assert totals == {12} and counts == [5, 10, 12]  # batches of 5 slices
+    assert predictor.progress is None  # the workflow's callback is removed again
+    # a predictor built from networks in memory: no weight files to name, said so
+    assert report["model"]["weights"] == [] and report["model"]["networks"] == ["_BrightIsLV"]
+    assert "not from files" in report["model"]["summary"]
+
+
+def test_batch_progress_lines_when_stderr_is_not_a_terminal(
+    phantom_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = segment_batch([phantom_file], tmp_path / "out", _phantom_predictor(), figures=False)
+    assert result.done == ["phantom"]
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "segment [1/1] phantom: reading",
+        "segment [1/1] phantom: predicting 12 slices",
+        "segment [1/1] phantom: writing",
+        err[-1],
+    ]
+    assert err[-1].startswith("segment [1/1] phantom: done (") and "\r" not in "".join(err)
+    segment_batch([phantom_file], tmp_path / "out", _phantom_predictor(), progress=False)
+    assert capsys.readouterr().err == ""  # --quiet
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_batch_bars_on_a_terminal_keep_warnings_on_their_own_lines(
+    phantom_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    term = _Terminal()
+    monkeypatch.setattr("sys.stderr", term)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        result = segment_batch([phantom_file], tmp_path / "out", _phantom_predictor(warn=True), figures=False)
+    assert result.done == ["phantom"]
+    text = term.getvalue()
+    assert "phantom: read" in text and "phantom: predict" in text and "/12 " in text  # the study's bar
+    assert "phantom: write" in text and "segment: 100%" in text  # and the batch bar finished
+    # each warning is printed on a cleared line of its own, never after bar text on the same line
+    msg = "a warning from inside the network"
+    warned = [line for line in text.split("\n") if msg in line and "warnings.warn" not in line]
+    assert len(warned) == 3  # one per network batch
+    for line in warned:
+        tail = line.split("\r")[-1].replace("\x1b[A", "")
+        assert tail.strip().endswith(msg) and "%" not in tail

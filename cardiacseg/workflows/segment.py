@@ -423,7 +423,7 @@ class _BatchProgress:
             bar = self._inner
             if bar is not None:
                 if new_pass:
-                    bar.reset(total=total if stage == "predict" else None)
+                    bar.reset(total=total if stage == "predict" else 1)
                     bar.set_description_str(f"{self.name}: {stage}")
                 if stage == "predict":
                     bar.update(done - bar.n)
