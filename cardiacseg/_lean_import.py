@@ -15,24 +15,29 @@ What becomes unavailable *through MONAI* in a process that used the lean import 
 import and work normally afterwards, e.g. cardiacseg's own matplotlib figures):
 
 - ``ignite``: MONAI's engines and handlers (``monai.engines.SupervisedTrainer``/``SupervisedEvaluator``,
-  ``monai.handlers.*``: checkpoints, ``StatsHandler``, metric handlers) are defined on stub base classes and
-  raise when constructed, and ``monai.utils.enums`` event enums are stubs. Hence cardiacseg's training
-  and evaluation *engines* (``cardiacseg.engines``, ``cardiacseg.handlers``, the bundle's
-  ``train.json``/``evaluate.json``) must not run in such a process. ``cardiacseg segment`` / ``evaluate``
-  / ``info`` / ``demo`` use none of them: prediction is plain torch (``SlicePredictor``), metrics are
-  cardiacseg's pure-torch ones, the bundle's ``inference.json`` names no engine.
+  ``monai.handlers.*``: ``CheckpointLoader``, ``StatsHandler``, metric handlers) are defined on stub base
+  classes and raise when constructed, and MONAI's Ignite event enums are stubs. Hence cardiacseg's
+  training and evaluation engines (``cardiacseg.engines``, ``cardiacseg.handlers``) and a bundle workflow
+  built on ``SupervisedEvaluator`` (``python -m monai.bundle run`` with the bundle's configs, which runs
+  in a process of its own) must not run after the lean import. ``cardiacseg segment`` / ``evaluate`` /
+  ``info`` / ``demo`` use none of them: prediction is plain torch (``SlicePredictor``), metrics are
+  cardiacseg's pure-torch ones.
 - ``mlflow`` (and ``fastapi``, ``pydantic``...): ``monai.handlers.MLFlowHandler`` and MONAI's
   bundle-workflow MLflow tracking settings. Only training logs to MLflow.
-- ``matplotlib``: ``monai.visualize`` plotting (``matshow3d``, ``plot_2d_or_3d_image``) and
-  ``monai.utils.jupyter_utils``. cardiacseg draws its montage, volume-curve and Bland-Altman figures with
-  matplotlib directly (``cardiacseg.clinical.figures``), which imports it itself afterwards.
-- ``pandas``, ``pyarrow``: MONAI's ``CSVDataset``/``CSVIterableDataset``, ``monai.utils.profiling``
-  data frames, ``monai.auto3dseg`` analysers' frames. cardiacseg writes its tables with ``csv``.
-- ``sklearn``: ``monai.metrics`` embedding-collapse / ``MMDMetric`` helpers that use scikit-learn.
+- ``matplotlib``: ``monai.visualize`` plotting (``matshow3d``, ``blend_images``' colour maps),
+  ``monai.utils.jupyter_utils`` and the ``LearningRateFinder`` plot. cardiacseg draws its montage,
+  volume-curve and Bland-Altman figures with matplotlib directly (``cardiacseg.clinical.figures``),
+  which imports it itself when it draws (tested: a PNG is written after the lean import, and
+  ``cardiacseg segment`` writes byte-identical PNGs either way).
+- ``pandas``, ``pyarrow``: MONAI's ``CSVDataset``/``CSVIterableDataset``, the data-frame helpers of
+  ``monai.data.utils`` and ``monai.utils.profiling``, ``monai.apps.tcia``. cardiacseg writes its tables
+  with ``csv``.
+- ``sklearn``: ``monai.metrics.embedding_collapse``.
 - ``sympy``: nothing of MONAI's; it was only pulled in through ignite → ``torch.distributed`` →
   ``torch.fx.experimental.symbolic_shapes``. Hidden so that no MONAI import pulls it in another way; torch
   imports it normally later (``torch.compile``) because the finder is gone by then.
-- ``itk``: MONAI's ``ITKReader``/``ITKWriter`` and ``LoadImage``'s ITK choice. cardiacseg reads DICOM
+- ``itk``: MONAI's ``ITKReader``/``ITKWriter``, ``monai.data.itk_torch_bridge``; ``LoadImage`` without a
+  reader falls back to nibabel (NIfTI) instead of ITK. cardiacseg reads DICOM
   with pydicom and NIfTI with nibabel; ``cardiacseg.transforms`` N4 bias correction imports ``itk``
   itself, when called.
 - ``tensorboard``, ``transformers``, ``huggingface_hub``, ``onnx``, ``onnxruntime``, ``openvino``:
@@ -41,8 +46,8 @@ import and work normally afterwards, e.g. cardiacseg's own matplotlib figures):
   are hidden when present because MONAI would import them.
 
 Never hidden, because the inference path needs them or a non-MONAI library caches a probe of them:
-NumPy, torch, SciPy, nibabel (probes h5py and SciPy at import), pydicom (its pixel-data decoders probe
-GDCM, pylibjpeg, Pillow and NumPy once, when ``pydicom.pixels`` is imported), Pillow, h5py,
+NumPy, torch, SciPy, nibabel (imports SciPy, probes optional packages), pydicom (its pixel-data
+decoders probe GDCM, pylibjpeg, Pillow and NumPy once, when ``pydicom.pixels`` is imported), Pillow, h5py,
 scikit-image (MONAI's ``KeepLargestConnectedComponent`` labels with ``skimage.measure``), einops (MONAI's
 Swin transformer blocks, used by cardiacseg's Swin-UNet, call ``einops.rearrange``), PyYAML (bundle
 configs), tqdm. These are imported *before* the finder is installed (:data:`PRELOAD_MODULES`), so whatever
