@@ -65,7 +65,6 @@ Only the standard library is imported at module level.
 
 from __future__ import annotations
 
-import importlib
 import importlib.abc
 import importlib.machinery
 import os
@@ -252,21 +251,19 @@ def import_monai_lean(hidden: frozenset[str] = HIDDEN_PACKAGES) -> LeanImportRep
         return LeanImportReport(lean=False, reason="monai already imported")
     if full_imports_requested():
         return LeanImportReport(lean=False, reason=f"disabled by {FULL_IMPORTS_ENV}")
-    for module in PRELOAD_MODULES:
+    for module in PRELOAD_MODULES:  # __import__, not import_module: -X importtime shows these imports
         try:
-            importlib.import_module(module)
+            __import__(module)
         except ImportError:
             pass  # not installed: nothing of it to probe
     before = set(sys.modules)
     try:
         with hidden_packages(hidden) as finder:
-            importlib.import_module("monai")
-            importlib.import_module("monai.bundle")
+            __import__("monai.bundle")  # imports monai first
     except ImportError as exc:  # a MONAI that imports a hidden package unconditionally: import it fully
         for name in [n for n in sys.modules if n not in before]:
             del sys.modules[name]
-        importlib.import_module("monai")
-        importlib.import_module("monai.bundle")
+        __import__("monai.bundle")
         return LeanImportReport(
             lean=False, reason=f"lean import failed ({exc}); imported fully", seconds=time.perf_counter() - t0
         )
