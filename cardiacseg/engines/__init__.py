@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from cardiacseg.engines.builders import build_evaluator, build_trainer
 from cardiacseg.engines.pipelines import train_transforms, val_transforms
+from cardiacseg.engines.workflow import training_workflow
 
 __all__ = [
-    "build_evaluator",
-    "build_trainer",
     "train_transforms",
+    "training_workflow",
     "val_transforms",
 ]

@@ -31,7 +31,7 @@ from cardiacseg.io.limits import check_allocation
 from cardiacseg.io.study import CineStudy
 from cardiacseg.networks.factory import get_network
 from cardiacseg.networks.weights import load_state_dict_file
-from cardiacseg.postprocess import PostprocessingChoice, PostProcessor
+from cardiacseg.postprocess import PostProcessor
 from cardiacseg.transforms.intensity.array import SliceZScore, percentile_zscore
 from cardiacseg.transforms.spatial.array import HeartCrop, InPlaneSpacing
 from cardiacseg.transforms.utils import SPACING_UNKNOWN, study_affine
@@ -236,6 +236,24 @@ def _separable_resample(probs: torch.Tensor, wx: torch.Tensor, wy: torch.Tensor)
     return out
 
 
+#: Top-level keys of a bundle's ``inference.json`` that :meth:`SlicePredictor.from_bundle` may override.
+_BUNDLE_OVERRIDES = frozenset(
+    {
+        "weights",
+        "network_name",
+        "target_spacing_mm",
+        "crop_size",
+        "crop_fallback_size",
+        "batch_size",
+        "device",
+        "tta",
+        "precision",
+        "zscore_region",
+        "postprocess",
+    }
+)
+
+
 class SlicePredictor:
     """Predict LV/MYO/RV label maps of cine studies with a 2D segmentation network or an ensemble.
 
@@ -347,51 +365,56 @@ class SlicePredictor:
 
     @classmethod
     def from_bundle(cls, bundle_dir: PathLike, **kwargs: Any) -> SlicePredictor:
-        """Build a predictor from a bundle folder.
+        """Build the predictor a bundle's ``configs/inference.json`` defines, read with MONAI's ConfigParser.
 
-        Reads ``configs/inference.json`` (network name, spacing, crop, ``ensemble``: weight files relative
-        to the bundle, ``tta``, ``zscore_region``) and ``configs/postprocessing.json`` (the steps chosen on
-        validation data by :func:`~cardiacseg.postprocess.select_postprocessing`), then ``models/model.pt``
-        (or the ensemble).
+        The bundle's ``predictor`` definition is instantiated by :class:`monai.bundle.ConfigParser` (with
+        ``bundle_root`` set to ``bundle_dir`` and ``configs/metadata.json`` as ``_meta_``), so every
+        expression and reference of the config is honoured exactly as ``python -m monai.bundle run``
+        would. Overrides replace the config's top-level values before parsing.
 
         Args:
             bundle_dir: the bundle folder.
-            kwargs: override constructor arguments (``postprocess``, ``tta``, ``weights``, ...).
+            kwargs: overrides of the config's top-level keys: ``weights`` (files, an ensemble when
+                several), ``network_name``, ``target_spacing_mm``, ``crop_size``, ``crop_fallback_size``,
+                ``batch_size``, ``device``, ``tta``, ``precision``, ``zscore_region``, ``postprocess``
+                (a :class:`~cardiacseg.postprocess.PostProcessor`).
 
         Returns:
-            The predictor.
+            The predictor (``bundle_dir`` and ``weights_files`` recorded on it).
 
         Raises:
-            FileNotFoundError: missing weights.
+            FileNotFoundError: no ``configs/inference.json``, or missing weights.
+            TypeError: an override that is not a key of the config.
+
+        Example:
+            >>> p = SlicePredictor.from_bundle("cardiacseg/cardiac_cine_seg", tta="none")  # doctest: +SKIP
 
         """
-        import json
+        from monai.bundle import ConfigParser
 
         root = Path(bundle_dir)
-        settings: dict[str, Any] = {
-            "network_name": "unet",
-            "target_spacing_mm": 1.5,
-            "crop_size": 160,
-            "crop_fallback_size": None,
-            "tta": "none",
-            "precision": "fp32",
-            "zscore_region": "crop",
-            "ensemble": ["models/model.pt"],
-        }
         cfg = root / "configs" / "inference.json"
-        if cfg.exists():
-            data = json.loads(cfg.read_text())
-            for key in settings:
-                if key in data and not str(data[key]).startswith(("$", "@")):
-                    settings[key] = data[key]
-        pp_file = root / "configs" / "postprocessing.json"
-        if "postprocess" not in kwargs and pp_file.exists():
-            kwargs["postprocess"] = PostProcessor(PostprocessingChoice.load_steps(pp_file))
-        settings.update(kwargs)
-        name = settings.pop("network_name")
-        weights = settings.pop("weights", None) or [root / w for w in settings.pop("ensemble")]
-        settings.pop("ensemble", None)
-        predictor = cls.from_checkpoint(weights, name, **settings)
+        if not cfg.is_file():
+            raise FileNotFoundError(f"{root}: not a bundle folder (no configs/inference.json)")
+        parser = ConfigParser()
+        parser.read_config(str(cfg))
+        meta = root / "configs" / "metadata.json"
+        if meta.is_file():
+            parser.read_meta(str(meta))
+        parser["bundle_root"] = str(root)
+        for key, value in kwargs.items():
+            if key not in parser.config or key not in _BUNDLE_OVERRIDES:  # type: ignore[operator]
+                raise TypeError(
+                    f"from_bundle got an unknown override {key!r}; choose from {sorted(_BUNDLE_OVERRIDES)}"
+                )
+            if key == "weights":
+                value = [str(w) for w in ([value] if isinstance(value, str | os.PathLike) else value)]
+            elif key == "device":
+                value = str(value)
+            parser[key] = value
+        predictor = parser.get_parsed_content("predictor")
+        if not isinstance(predictor, cls):
+            raise TypeError(f"{cfg}: 'predictor' is a {type(predictor).__name__}, not a {cls.__name__}")
         predictor.bundle_dir = root
         return predictor
 
