@@ -14,9 +14,9 @@ import numpy as np
 
 from cardiacseg.clinical.indices import CardiacIndices
 from cardiacseg.enums import CardiacLabel
-from cardiacseg.io.atomic import atomic_write
 from cardiacseg.io.study import CineStudy
 from cardiacseg.typing import PathLike
+from cardiacseg.utils.atomic import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

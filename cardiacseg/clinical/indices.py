@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from cardiacseg.enums import CardiacLabel
+from cardiacseg.enums import STRUCTURES, CardiacLabel
 from cardiacseg.io.study import CineStudy
 from cardiacseg.typing import LabelArray, SpacingZYX
 
@@ -30,8 +30,6 @@ __all__ = [
 
 #: Density of myocardium used for LV mass (g/mL).
 MYOCARDIAL_DENSITY_G_PER_ML = 1.05
-
-_STRUCTURES = (("lv", CardiacLabel.LV), ("myo", CardiacLabel.MYO), ("rv", CardiacLabel.RV))
 
 
 @dataclass(frozen=True)
@@ -130,7 +128,7 @@ def compute_label_volumes(label: LabelArray, spacing_mm: SpacingZYX | None) -> d
     voxel_ml = None if spacing_mm is None else float(np.prod(spacing_mm)) / 1000.0
     counts = np.bincount(np.asarray(label, dtype=np.uint8).ravel(), minlength=4)
     out: dict[str, float | None] = {}
-    for name, value in _STRUCTURES:
+    for name, value in ((s.key, s) for s in STRUCTURES):
         out[f"{name}_voxels"] = float(counts[value])
         out[f"{name}_ml"] = None if voxel_ml is None else float(counts[value]) * voxel_ml
     return out

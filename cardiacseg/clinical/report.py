@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cardiacseg.clinical.indices import CardiacIndices, per_slice_table
-from cardiacseg.io.atomic import atomic_write_text
 from cardiacseg.io.study import CineStudy
 from cardiacseg.typing import PathLike
+from cardiacseg.utils.atomic import atomic_write_text
 
 __all__ = ["build_report", "csv_comment_lines", "format_indices", "read_csv_rows", "write_report"]
 

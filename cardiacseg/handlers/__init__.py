@@ -277,7 +277,7 @@ class ResumableCheckpoint:
 
         import torch
 
-        from cardiacseg.io.atomic import atomic_write
+        from cardiacseg.utils.atomic import atomic_write
 
         state = {
             "network": self.network.state_dict(),

@@ -9,7 +9,6 @@ from cardiacseg.io.acdc import (
     read_acdc_patient,
     write_acdc_patient,
 )
-from cardiacseg.io.atomic import atomic_path, atomic_write, atomic_write_text
 from cardiacseg.io.dicom import DicomReadError, DicomSeriesInfo, list_dicom_series, read_dicom_cine
 from cardiacseg.io.discover import StudyInput, discover_studies, read_study
 from cardiacseg.io.kaggle import (
@@ -36,6 +35,7 @@ from cardiacseg.io.sunnybrook import (
     read_sunnybrook_link,
     read_sunnybrook_study,
 )
+from cardiacseg.utils.atomic import atomic_path, atomic_write, atomic_write_text
 
 __all__ = [
     "AXES",

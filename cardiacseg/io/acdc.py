@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cardiacseg.io.atomic import atomic_write_text
 from cardiacseg.io.labels import acdc_to_internal, internal_to_acdc
 from cardiacseg.io.nifti import read_nifti_array, write_nifti
 from cardiacseg.io.study import CineStudy
 from cardiacseg.typing import LabelArray, PathLike
+from cardiacseg.utils.atomic import atomic_write_text
 
 __all__ = ["AcdcFormatError", "AcdcInfo", "read_acdc_info", "read_acdc_patient", "write_acdc_patient"]
 

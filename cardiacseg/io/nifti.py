@@ -28,10 +28,10 @@ import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
-from cardiacseg.io.atomic import atomic_write
 from cardiacseg.io.limits import check_allocation
 from cardiacseg.io.study import CineStudy
 from cardiacseg.typing import Affine, PathLike, SpacingZYX
+from cardiacseg.utils.atomic import atomic_write
 
 __all__ = [
     "MAX_CYCLE_MS",

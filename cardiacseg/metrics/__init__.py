@@ -14,11 +14,9 @@ import numpy.typing as npt
 import torch
 from monai.metrics.utils import get_edge_surface_distance
 
-from cardiacseg.enums import CardiacLabel
+from cardiacseg.enums import STRUCTURES
 
 __all__ = ["ClassMetrics", "dice_score", "segmentation_metrics"]
-
-_CLASSES = ((CardiacLabel.LV, "LV"), (CardiacLabel.MYO, "MYO"), (CardiacLabel.RV, "RV"))
 
 
 @dataclass(frozen=True)
@@ -125,7 +123,7 @@ def segmentation_metrics(
         raise ValueError(f"spacing {spacing} has {len(spacing)} entries for a {p.ndim}-D label map")
     unit = "voxel" if spacing is None else "mm"
     out = []
-    for value, name in _CLASSES:
+    for value, name in ((s, s.name) for s in STRUCTURES):
         pm, rm = p == value, r == value
         hd95, msd = _surface(pm, rm, spacing)
         out.append(ClassMetrics(name, dice_score(pm, rm), hd95, msd, unit, int(rm.sum()), int(pm.sum())))

@@ -371,7 +371,7 @@ def export_half_precision(source: PathLike, target: PathLike) -> Path:
         >>> export_half_precision("models/train/model.pt", "models/model.pt")  # doctest: +SKIP
 
     """
-    from cardiacseg.io.atomic import atomic_write
+    from cardiacseg.utils.atomic import atomic_write
 
     sd = load_state_dict_file(source)
     half = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cardiacseg.enums import CardiacLabel
-from cardiacseg.io.atomic import atomic_write_text
+from cardiacseg.enums import STRUCTURES
 from cardiacseg.metrics import dice_score
 from cardiacseg.postprocess.steps import STEPS, foreground_box
 from cardiacseg.typing import LabelArray, PathLike
+from cardiacseg.utils.atomic import atomic_write_text
 
 __all__ = ["PostProcessor", "PostprocessingChoice", "select_postprocessing"]
 
-_CLASSES = {"lv": CardiacLabel.LV, "myo": CardiacLabel.MYO, "rv": CardiacLabel.RV}
+_CLASSES = {s.key: s for s in STRUCTURES}
 
 #: Background pixels kept around the foreground's bounding box when post-processing.
 _BOX_MARGIN = 2

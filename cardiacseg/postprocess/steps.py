@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from cardiacseg.enums import CardiacLabel
+from cardiacseg.enums import STRUCTURES, CardiacLabel
 from cardiacseg.typing import LabelArray
 
 __all__ = [
@@ -24,8 +24,6 @@ __all__ = [
     "remove_rv_far_from_lv",
     "remove_rv_without_lv",
 ]
-
-_STRUCTURES = (int(CardiacLabel.LV), int(CardiacLabel.MYO), int(CardiacLabel.RV))
 
 
 def foreground_box(mask: np.ndarray, margin: int = 2) -> tuple[slice, slice, slice] | None:
@@ -68,7 +66,7 @@ def _check(labels: LabelArray) -> LabelArray:
 
 def _keep_largest(arr: LabelArray, structure: np.ndarray) -> LabelArray:
     """Keep the largest connected component of each structure (scipy labelling, in place)."""
-    for value in _STRUCTURES:
+    for value in map(int, STRUCTURES):
         mask = arr == value
         if not mask.any():
             continue

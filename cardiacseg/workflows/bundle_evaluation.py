@@ -27,12 +27,12 @@ from typing import Any
 from cardiacseg.config import as_bool
 from cardiacseg.enums import STRUCTURES, Phase
 from cardiacseg.inferers.predictor import SlicePredictor
-from cardiacseg.io.atomic import atomic_write_text
 from cardiacseg.io.ssl4mis import read_ssl4mis_study
 from cardiacseg.io.study import CineStudy
 from cardiacseg.io.sunnybrook import read_sunnybrook_study
 from cardiacseg.postprocess import STEPS, PostprocessingChoice, select_postprocessing
 from cardiacseg.typing import PathLike
+from cardiacseg.utils.atomic import atomic_write_text
 from cardiacseg.workflows.evaluate import (
     COMPARISON_OUTPUTS,
     Comparison,

@@ -53,13 +53,13 @@ from cardiacseg.clinical.indices import compute_cardiac_indices, detect_ed_es
 from cardiacseg.clinical.slice_range import apply_slice_range
 from cardiacseg.enums import STRUCTURES, Phase
 from cardiacseg.io.acdc import read_acdc_patient
-from cardiacseg.io.atomic import atomic_write_text, check_writable
 from cardiacseg.io.discover import study_name
 from cardiacseg.io.labels import acdc_to_internal
 from cardiacseg.io.nifti import read_nifti_array
 from cardiacseg.io.study import CineStudy
 from cardiacseg.metrics import dice_score, segmentation_metrics
 from cardiacseg.typing import LabelArray, PathLike, SpacingZYX
+from cardiacseg.utils.atomic import atomic_write_text, check_writable
 
 __all__ = [
     "COMPARISON_OUTPUTS",

@@ -33,11 +33,11 @@ from cardiacseg.clinical.slice_range import apply_slice_range
 from cardiacseg.config import as_bool
 from cardiacseg.inferers.identity import ModelIdentity, describe_predictor
 from cardiacseg.inferers.predictor import SlicePredictor
-from cardiacseg.io.atomic import atomic_write_text
 from cardiacseg.io.discover import StudyInput, discover_studies, read_study
 from cardiacseg.io.nifti import write_nifti
 from cardiacseg.io.study import CineStudy
 from cardiacseg.typing import LabelArray, PathLike
+from cardiacseg.utils.atomic import atomic_write_text
 
 __all__ = [
     "SLICE_RANGE_RULES",

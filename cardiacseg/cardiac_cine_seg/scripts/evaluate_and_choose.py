@@ -26,8 +26,8 @@ from cardiacseg.data.datalist import split_patients
 from cardiacseg.enums import STRUCTURES
 from cardiacseg.inferers import SlicePredictor
 from cardiacseg.io import list_ssl4mis_patients
-from cardiacseg.io.atomic import atomic_write_text, check_writable
 from cardiacseg.postprocess import PostProcessor
+from cardiacseg.utils.atomic import atomic_write_text, check_writable
 from cardiacseg.workflows.bundle_evaluation import (
     check_evaluation_outputs,
     choose_postprocessing,

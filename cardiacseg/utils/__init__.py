@@ -1,0 +1,1 @@
+"""Small utilities with no cardiac knowledge, used by every layer (standard library only)."""
