@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cardiacseg.typing import PathLike
+PathLike = str | os.PathLike[str]
 
 __all__ = ["atomic_path", "atomic_write", "atomic_write_text", "check_writable"]
 
