@@ -5,8 +5,9 @@ from __future__ import annotations
 from cardiacseg.networks.factory import NETWORKS, dynunet_kernels_strides, get_network, network_divisor
 from cardiacseg.networks.nets.deform import DeformableBlock, DeformConv
 from cardiacseg.networks.nets.densenet_fcn import DenseNetFCN
-from cardiacseg.networks.nets.encoder_unet import EncoderUNet, SliceClassifier
+from cardiacseg.networks.nets.encoder_unet import EncoderUNet
 from cardiacseg.networks.nets.encoders import BACKBONES, make_backbone
+from cardiacseg.networks.nets.slice_classifier import SliceClassifier
 from cardiacseg.networks.nets.swin_unet import SwinUNet
 from cardiacseg.networks.weights import (
     LoadReport,

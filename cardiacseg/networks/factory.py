@@ -20,7 +20,8 @@ from torch import nn
 
 from cardiacseg.networks.nets.deform import DeformableBlock, DeformConv
 from cardiacseg.networks.nets.densenet_fcn import DenseNetFCN
-from cardiacseg.networks.nets.encoder_unet import EncoderUNet, SliceClassifier
+from cardiacseg.networks.nets.encoder_unet import EncoderUNet
+from cardiacseg.networks.nets.slice_classifier import SliceClassifier
 from cardiacseg.networks.nets.swin_unet import SwinUNet
 
 __all__ = ["NETWORKS", "dynunet_kernels_strides", "get_network", "network_divisor"]

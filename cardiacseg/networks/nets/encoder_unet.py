@@ -1,22 +1,19 @@
-"""U-Nets on ImageNet backbones, and the slice-range classifier on the same backbones.
+"""U-Nets on ImageNet backbones: the 7T transfer study's ResNet34/50 and VGG16 U-Nets.
 
-The 7T transfer study's ResNet34/50 and VGG16 U-Nets; the slice-range paper's out-of-apical / in /
-out-of-basal classifier.
+The slice-range classifier on the same backbones is in :mod:`.slice_classifier`.
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cardiacseg.networks.nets.encoders import backbone_features, make_backbone
-from cardiacseg.networks.weights import LoadReport, freeze, load_torchvision_backbone
+from cardiacseg.networks.weights import LoadReport, load_torchvision_backbone
 from cardiacseg.typing import PathLike
 
-__all__ = ["EncoderUNet", "SliceClassifier"]
+__all__ = ["EncoderUNet"]
 
 
 class _DecoderBlock(nn.Module):
@@ -116,91 +113,4 @@ class EncoderUNet(nn.Module):
         for s, block in zip(self._skip_strides, self.decoder, strict=True):
             y = block(y, feats.get(s))
         out: torch.Tensor = self.head(y)
-        return out
-
-
-class SliceClassifier(nn.Module):
-    """Short-axis slice-range classifier: out-of-apical (0), in (1), out-of-basal (2).
-
-    An ImageNet backbone, global average pooling and the slice-range paper's head (dense 256 + ReLU,
-    dropout 0.5, dense 3). ``mode`` selects what trains: ``"finetune"`` (everything),
-    ``"feature_extraction"`` (backbone frozen, head only) or ``"last_block"`` (head and the backbone's last
-    stage).
-
-    Args:
-        spatial_dims: must be 2.
-        in_channels: input channels.
-        out_channels: classes (3).
-        backbone: ``"vgg16"``, ``"resnet34"``, ``"resnet50"``, ``"densenet121"`` or ``"mobilenet_v2"``.
-        mode: which parameters train.
-        dropout: head dropout.
-        pretrained: local torchvision ImageNet weights for the backbone.
-
-    Example:
-        >>> net = SliceClassifier(2, 1, 3, backbone="mobilenet_v2", mode="feature_extraction")
-        >>> net(torch.zeros(2, 1, 64, 64)).shape
-        torch.Size([2, 3])
-
-    """
-
-    def __init__(
-        self,
-        spatial_dims: int,
-        in_channels: int,
-        out_channels: int = 3,
-        backbone: str = "resnet34",
-        mode: Literal["finetune", "feature_extraction", "last_block"] = "finetune",
-        dropout: float = 0.5,
-        pretrained: PathLike | None = None,
-    ):
-        super().__init__()
-        if spatial_dims != 2:
-            raise ValueError(f"the slice classifier is 2D, got spatial_dims={spatial_dims}")
-        self.backbone = make_backbone(backbone, in_channels)
-        _drop_classifier(self.backbone)
-        n = int(self.backbone.num_features)  # type: ignore[arg-type]
-        self.head = nn.Sequential(
-            nn.Linear(n, 256), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(256, out_channels)
-        )
-        last = tuple(f"backbone.{p}." for p in self.backbone.last_block)  # type: ignore[union-attr]
-        self.parameter_groups = {"encoder": ("backbone.",), "last_block": last, "head": ("head.",)}
-        self.load_report: LoadReport | None = None
-        if pretrained is not None:
-            self.load_report = load_torchvision_backbone(self, pretrained, prefix="backbone.")
-        self.set_mode(mode)
-
-    def set_mode(self, mode: Literal["finetune", "feature_extraction", "last_block"]) -> None:
-        """Choose which parameters train.
-
-        Args:
-            mode: ``"finetune"``, ``"feature_extraction"`` or ``"last_block"``.
-
-        Raises:
-            ValueError: unknown mode.
-
-        """
-        if mode not in ("finetune", "feature_extraction", "last_block"):
-            raise ValueError(f"mode must be finetune, feature_extraction or last_block, got {mode!r}")
-        for p in self.parameters():
-            p.requires_grad_(True)
-        if mode != "finetune":
-            freeze(self, ["encoder"])
-        if mode == "last_block":
-            for name, p in self.named_parameters():
-                if name.startswith(self.parameter_groups["last_block"]):
-                    p.requires_grad_(True)
-        self.mode = mode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Classify a batch of slices.
-
-        Args:
-            x: ``(B, C, H, W)``.
-
-        Returns:
-            Logits ``(B, out_channels)``.
-
-        """
-        f = backbone_features(self.backbone, x)[-1]
-        out: torch.Tensor = self.head(torch.flatten(F.adaptive_avg_pool2d(f, 1), 1))
         return out
