@@ -89,3 +89,31 @@ class CurationKind(str, Enum):
     NO_FILE_META = "no_file_meta"
     MISSING_GEOMETRY = "missing_geometry"
     MIRRORED_IMAGE = "mirrored_image"
+
+
+class SliceRange(IntEnum):
+    """Slice-range class of a short-axis slice (the classifier's targets, in this order).
+
+    Definitions from the slice-range classification study (after Schulz-Menger et al., SCMR post-processing
+    recommendations): ``OAP`` (out of apical) shows no LV blood pool, beyond the apex; ``IN`` shows the LV
+    blood pool and myocardium clearly, valid for quantification; ``OBS`` (out of basal) lies above the most
+    basal slice: at most a small crescent of basal myocardium and no discernible LV blood pool.
+
+    Example:
+        >>> [(int(c), c.name) for c in SliceRange]
+        [(0, 'OAP'), (1, 'IN'), (2, 'OBS')]
+
+    """
+
+    OAP = 0
+    IN = 1
+    OBS = 2
+
+    @property
+    def description(self) -> str:
+        """The class in words."""
+        return {
+            SliceRange.OAP: "out of apical: beyond the apex, no LV blood pool",
+            SliceRange.IN: "in: LV blood pool and myocardium, valid for quantification",
+            SliceRange.OBS: "out of basal: above the base, no LV blood pool in a myocardial ring",
+        }[self]
