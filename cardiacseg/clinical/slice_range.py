@@ -4,7 +4,9 @@ The rule follows the SCMR post-processing recommendation for the base: a slice c
 pool is at least half surrounded by myocardium (through the mitral valve the ring opens into the atrium);
 below the apex, a slice counts while it carries myocardium. The slices kept are the longest contiguous run
 of slices that count, so isolated false positives beyond the apex or base (e.g. in the atrium) are dropped.
-Until the slice-range classifier lands, this is the rule used for volumes.
+A slice-range classifier's prediction (:class:`cardiacseg.inferers.SliceRangeClassifier`) comes in as plain
+inputs instead: per-slice classes (:func:`slice_range_from_classes`) or ``(first, last)`` ranges given to
+:func:`apply_slice_range`; this module never imports the predictor.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import numpy.typing as npt
 from scipy import ndimage
 
-from cardiacseg.enums import CardiacLabel
+from cardiacseg.enums import CardiacLabel, SliceRange
 from cardiacseg.postprocess.steps import foreground_box
 from cardiacseg.typing import LabelArray
 
-__all__ = ["apply_slice_range", "lv_slice_range", "myocardial_coverage"]
+__all__ = ["apply_slice_range", "lv_slice_range", "myocardial_coverage", "slice_range_from_classes"]
 
 
 def myocardial_coverage(label_slice: LabelArray) -> float:
@@ -87,17 +90,57 @@ def lv_slice_range(labels: LabelArray, min_coverage: float = 0.5) -> tuple[int, 
     return best
 
 
+def slice_range_from_classes(classes: npt.ArrayLike) -> tuple[int, int] | None:
+    """First and last slice (inclusive) classified IN, from per-slice slice-range classes.
+
+    Slices between the first and the last IN slice count as inside even when classified otherwise (a range
+    is contiguous); with the predictor's order enforced there are none.
+
+    Args:
+        classes: ``(Z,)`` classes in stack order (:class:`~cardiacseg.enums.SliceRange`: OAP 0, IN 1, OBS 2),
+            e.g. ``SliceRangeClassifier.predict(study)[phase]``.
+
+    Returns:
+        ``(first, last)`` slice indices, or ``None`` when no slice is IN.
+
+    Raises:
+        ValueError: not 1D.
+
+    Example:
+        >>> slice_range_from_classes([2, 1, 1, 1, 0, 0])
+        (1, 3)
+        >>> slice_range_from_classes([0, 0]) is None
+        True
+
+    """
+    arr = np.asarray(classes)
+    if arr.ndim != 1:
+        raise ValueError(f"expected (Z,) slice classes, got shape {arr.shape}")
+    inside = np.flatnonzero(arr == int(SliceRange.IN))
+    return None if inside.size == 0 else (int(inside[0]), int(inside[-1]))
+
+
 def apply_slice_range(
-    labels: Mapping[int, LabelArray], min_coverage: float = 0.5
+    labels: Mapping[int, LabelArray],
+    min_coverage: float = 0.5,
+    ranges: Mapping[int, tuple[int, int] | None] | None = None,
 ) -> tuple[dict[int, LabelArray], dict[int, tuple[int, int] | None]]:
     """Remove LV and myocardium outside each phase's LV slice range (RV is left as is).
+
+    The range of a phase is the one given in ``ranges`` (e.g. a slice-range classifier's, through
+    :func:`slice_range_from_classes`), else the segmentation-based rule :func:`lv_slice_range`.
 
     Args:
         labels: ``(Z, Y, X)`` label maps keyed by phase.
         min_coverage: see :func:`lv_slice_range`.
+        ranges: ``{phase: (first, last) inclusive, or None (no slice inside)}`` decided elsewhere; phases
+            absent from it use the rule.
 
     Returns:
         ``(new label maps, {phase: (first, last) or None})``; inputs are not modified.
+
+    Raises:
+        ValueError: a given range outside the stack or with ``first > last``.
 
     Example:
         >>> lab = np.zeros((2, 9, 9), np.uint8); lab[1, 1:8, 1:8] = 2; lab[1, 3:6, 3:6] = 1
@@ -105,17 +148,27 @@ def apply_slice_range(
         >>> out, ranges = apply_slice_range({0: lab})
         >>> ranges[0], int((out[0][0] == 1).sum())
         ((1, 1), 0)
+        >>> out, ranges = apply_slice_range({0: lab}, ranges={0: slice_range_from_classes([1, 2])})
+        >>> ranges[0], int((out[0][0] == 1).sum()), int((out[0][1] > 0).sum())
+        ((0, 0), 9, 0)
 
     """
     out: dict[int, LabelArray] = {}
-    ranges: dict[int, tuple[int, int] | None] = {}
+    used: dict[int, tuple[int, int] | None] = {}
     for t, lab in labels.items():
         arr = np.asarray(lab, dtype=np.uint8).copy()
-        rng = lv_slice_range(arr, min_coverage)
+        if ranges is not None and t in ranges:
+            rng = ranges[t]
+            if rng is not None and not 0 <= rng[0] <= rng[1] < arr.shape[0]:
+                raise ValueError(
+                    f"phase {t}: slice range {rng} does not fit a stack of {arr.shape[0]} slices"
+                )
+        else:
+            rng = lv_slice_range(arr, min_coverage)
         keep = np.zeros(arr.shape[0], bool)
         if rng is not None:
             keep[rng[0] : rng[1] + 1] = True
         outside = ~keep[:, None, None] & ((arr == CardiacLabel.LV) | (arr == CardiacLabel.MYO))
         arr[outside] = 0
-        out[t], ranges[t] = arr, rng
-    return out, ranges
+        out[t], used[t] = arr, rng
+    return out, used

@@ -89,3 +89,24 @@ def test_expert_acdc_labels_are_in_range_and_ring_shaped(acdc_dir: Path, pid: st
         assert all(full[rng[0] : rng[1] + 1]) and not any(full[: rng[0]][-1:] + full[rng[1] + 1 :][:1])
     idx = compute_cardiac_indices(study)
     assert quality_flags(study.labels, idx) == []
+
+
+def test_predicted_slice_range_replaces_the_rule() -> None:
+    """Classifier ranges come in as plain (first, last) inputs; phases without one use the rule."""
+    from cardiacseg.clinical.slice_range import slice_range_from_classes
+
+    stack = np.stack([_ring(), _ring(), _ring(), _ring()])
+    classes = np.array([2, 1, 1, 0])  # base first: OBS, IN, IN, OAP
+    rng = slice_range_from_classes(classes)
+    assert rng == (1, 2)
+    assert slice_range_from_classes([0, 2, 2]) is None
+    out, ranges = apply_slice_range({0: stack, 1: stack}, ranges={0: rng})
+    assert ranges == {0: (1, 2), 1: (0, 3)}
+    assert not np.isin(out[0][[0, 3]], [LV, MYO]).any() and (out[0][1:3] == stack[1:3]).all()
+    assert (out[1] == stack).all()
+    out, ranges = apply_slice_range({0: stack}, ranges={0: None})  # classifier: nothing inside
+    assert ranges[0] is None and not out[0].any()
+    with pytest.raises(ValueError, match="does not fit"):
+        apply_slice_range({0: stack}, ranges={0: (2, 4)})
+    with pytest.raises(ValueError, match=r"\(Z,\)"):
+        slice_range_from_classes(np.zeros((2, 2)))
