@@ -1,9 +1,10 @@
-"""Slice-range classification metrics against hand-computed values on small constructed examples."""
+"""Slice-range classification metrics against hand-computed values; figures written from synthetic inputs."""
 
 from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,13 @@ from cardiacseg.metrics.classification import (
     per_class_scores,
     soft_accuracy,
 )
+from cardiacseg.metrics.classification_figures import (
+    grad_cam_maps,
+    plot_confusion_matrix,
+    plot_grad_cam,
+    plot_tsne,
+)
+from cardiacseg.networks import get_network
 
 # 10 slices: truth and prediction
 TRUTH = [0, 0, 1, 1, 1, 1, 1, 2, 2, 2]
@@ -127,3 +135,42 @@ def test_classification_metrics_bundle_and_dict() -> None:
     assert override.to_dict()["soft_accuracy"] is None
     with pytest.raises(ValueError, match="class names"):
         classification_metrics(probs, TRUTH, class_names=("a", "b"))
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_confusion_matrix_and_tsne_png(tmp_path: Path) -> None:
+    out = plot_confusion_matrix([[5, 1, 0], [2, 30, 1], [0, 3, 6]], tmp_path / "cm.png")
+    assert out.read_bytes()[:8] == PNG
+    with pytest.raises(FileExistsError):
+        plot_confusion_matrix(np.eye(3, dtype=int), out)
+    with pytest.raises(ValueError, match=r"\(3, 3\)"):
+        plot_confusion_matrix(np.eye(2, dtype=int), tmp_path / "bad.png")
+    pytest.importorskip("sklearn")
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 10)
+    feats = rng.normal(size=(30, 16)) + y[:, None] * 3.0
+    assert plot_tsne(torch.as_tensor(feats), y, tmp_path / "tsne.png").read_bytes()[:8] == PNG
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_grad_cam_maps_and_overlay_png(tmp_path: Path, in_channels: int) -> None:
+    torch.manual_seed(0)
+    net = get_network(
+        "slice_classifier", 2, in_channels, 3, backbone="unet_encoder", mode="feature_extraction"
+    )
+    x = torch.randn(3, in_channels, 48, 48)
+    maps = grad_cam_maps(net, x)  # frozen backbone: still has gradients w.r.t. its activations
+    assert maps.shape == (3, 48, 48) and maps.min() >= 0 and maps.max() <= 1 + 1e-6
+    assert net.training  # state restored
+    out = plot_grad_cam(net, x, tmp_path / "cam.png", truth=[0, 1, 2])
+    assert out.read_bytes()[:8] == PNG
+
+
+def test_tsne_without_scikit_learn_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn.manifold", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match="scikit-learn"):
+        plot_tsne(np.zeros((5, 2)), np.zeros(5), tmp_path / "t.png")
