@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from cardiacseg.inferers.predictor import SlicePredictor as SlicePredictorT
+    from cardiacseg.inferers.slice_range import SliceRangeClassifier as SliceRangeClassifierT
     from cardiacseg.io.study import CineStudy as CineStudyT
 
 __all__ = ["build_parser", "main"]
@@ -159,6 +160,15 @@ def _predictor(args: argparse.Namespace) -> SlicePredictorT:
     return SlicePredictor.from_bundle(bundle, **kwargs)
 
 
+def _slice_classifier(args: argparse.Namespace) -> SliceRangeClassifierT:
+    from pathlib import Path
+
+    from cardiacseg.inferers.slice_range import SliceRangeClassifier, shipped_slice_range_bundle
+
+    bundle = Path(args.slice_classifier) if args.slice_classifier else shipped_slice_range_bundle()
+    return SliceRangeClassifier.from_bundle(bundle, device=args.device)
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     _lean_monai()
     from cardiacseg.workflows.segment import segment_batch
@@ -170,7 +180,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         predictor,
         overwrite=args.overwrite,
         progress=not args.quiet,
-        slice_range=args.slice_range == "segmentation",
+        slice_range=args.slice_range,
+        slice_classifier=_slice_classifier(args) if args.slice_range == "classifier" else None,
         figures=not args.no_figures,
     )
     print(
@@ -278,9 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seg.add_argument(
         "--slice-range",
-        choices=["segmentation", "all"],
+        choices=["all", "segmentation", "classifier"],
         default="all",
-        help="slices counted in LV volumes: all (default) or those inside the LV by the segmentation rule",
+        help="slices counted in LV volumes: all (default), those inside the LV by the segmentation rule, or "
+        "those the slice-range classifier calls IN (OAP/OBS slices dropped; the report lists them and why)",
+    )
+    seg.add_argument(
+        "--slice-classifier",
+        metavar="BUNDLE",
+        help="slice-range classifier bundle for --slice-range classifier (default: the shipped one)",
     )
     seg.add_argument("--no-figures", action="store_true", help="do not write the PNGs")
     seg.add_argument("--overwrite", action="store_true", help="re-segment finished studies")

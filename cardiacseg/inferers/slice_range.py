@@ -32,7 +32,38 @@ from cardiacseg.networks.weights import load_state_dict_file
 from cardiacseg.transforms.slice_input import slice_classifier_input
 from cardiacseg.typing import PathLike
 
-__all__ = ["SliceRangeClassifier", "SliceRangePrediction", "monotone_slice_labels"]
+__all__ = [
+    "SliceRangeClassifier",
+    "SliceRangePrediction",
+    "monotone_slice_labels",
+    "shipped_slice_range_bundle",
+]
+
+
+def shipped_slice_range_bundle() -> Path:
+    """Return the folder of the shipped ``slice_range_classifier`` bundle (package data).
+
+    Returns:
+        The bundle folder (``configs/inference.json`` and ``models/model.pt`` inside).
+
+    Raises:
+        FileNotFoundError: the bundle or its weights are missing from this installation.
+
+    Example:
+        >>> shipped_slice_range_bundle().name  # doctest: +SKIP
+        'slice_range_classifier'
+
+    """
+    from importlib import resources
+
+    root = Path(str(resources.files("cardiacseg") / "slice_range_classifier"))
+    if not (root / "configs" / "inference.json").is_file() or not (root / "models" / "model.pt").is_file():
+        raise FileNotFoundError(
+            f"{root}: shipped slice-range classifier (configs/inference.json, models/model.pt) not found; "
+            "pass --slice-classifier BUNDLE"
+        )
+    return root
+
 
 _N_CLASSES = 3
 

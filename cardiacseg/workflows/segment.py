@@ -29,17 +29,20 @@ from cardiacseg.clinical.figures import plot_overlay, plot_volume_curve
 from cardiacseg.clinical.indices import CardiacIndices, compute_cardiac_indices
 from cardiacseg.clinical.qc import quality_flags
 from cardiacseg.clinical.report import build_report, write_report
-from cardiacseg.clinical.slice_range import apply_slice_range
+from cardiacseg.clinical.slice_range import apply_slice_range, slice_range_from_classes
 from cardiacseg.config import as_bool
 from cardiacseg.inferers.identity import ModelIdentity, describe_predictor
 from cardiacseg.inferers.predictor import SlicePredictor
+from cardiacseg.inferers.slice_range import SliceRangeClassifier
 from cardiacseg.io.discover import StudyInput, discover_studies, read_study
 from cardiacseg.io.nifti import write_nifti
 from cardiacseg.io.study import CineStudy
+from cardiacseg.provenance import bundle_metadata, file_sha256
 from cardiacseg.typing import LabelArray, PathLike
 from cardiacseg.utils.atomic import atomic_write_text
 
 __all__ = [
+    "SLICE_RANGE_MODES",
     "SLICE_RANGE_RULES",
     "STUDY_OUTPUTS",
     "BatchResult",
@@ -47,13 +50,54 @@ __all__ = [
     "model_csv_header",
     "segment_batch",
     "segment_study",
+    "slice_range_mode",
 ]
 
 #: Files written per study; ``report.json`` is written last and marks a finished study.
 STUDY_OUTPUTS = ("labels.nii.gz", "montage.png", "volumes.png", "report.csv", "report.json")
 
 #: The slice-range rule used for LV volumes, in words (``report.json`` → ``settings`` and ``model``).
-SLICE_RANGE_RULES = {False: "all", True: "segmentation rule (myocardium around >= 50 % of the LV)"}
+SLICE_RANGE_RULES = {
+    "all": "all",
+    "segmentation": "segmentation rule (myocardium around >= 50 % of the LV)",
+    "classifier": "slice-range classifier (OAP/IN/OBS)",
+}
+
+#: Accepted values of ``slice_range`` (booleans are read as ``"segmentation"``/``"all"``).
+SLICE_RANGE_MODES = tuple(SLICE_RANGE_RULES)
+
+#: Class names of the slice-range classifier's outputs (:class:`~cardiacseg.enums.SliceRange` order).
+_SLICE_CLASS_NAMES = ("OAP", "IN", "OBS")
+_SLICE_CLASS_WORDS = {
+    "OAP": "beyond the apex (no LV blood pool)",
+    "OBS": "above the base (no LV blood pool, at most a basal crescent)",
+}
+
+
+def slice_range_mode(slice_range: bool | str) -> str:
+    """Read a ``slice_range`` setting: ``"all"``, ``"segmentation"`` or ``"classifier"`` (or a bool).
+
+    Args:
+        slice_range: the setting; ``True`` means ``"segmentation"`` and ``False`` ``"all"`` (the meaning the
+            boolean had before the classifier existed).
+
+    Returns:
+        The mode.
+
+    Raises:
+        ValueError: another value.
+
+    Example:
+        >>> slice_range_mode(True), slice_range_mode("classifier")
+        ('segmentation', 'classifier')
+
+    """
+    if isinstance(slice_range, bool):
+        return "segmentation" if slice_range else "all"
+    if slice_range not in SLICE_RANGE_MODES:
+        raise ValueError(f"slice_range must be one of {SLICE_RANGE_MODES}, got {slice_range!r}")
+    return slice_range
+
 
 #: ``progress(stage, done, total)``: stage ``"read"``, ``"predict"`` (``done`` of ``total`` slices after
 #: each network batch; counting restarts when a fallback crop redoes the study) or ``"write"``.
@@ -98,19 +142,23 @@ def segment_study(
     output_dir: PathLike,
     predictor: SlicePredictor,
     overwrite: bool | str = False,
-    slice_range: bool = False,
+    slice_range: bool | str = False,
     figures: bool = True,
     progress: StudyProgress | None = None,
+    slice_classifier: SliceRangeClassifier | None = None,
 ) -> dict[str, Any]:
     """Segment a DICOM folder, ACDC folder or NIfTI file; write labels, ``report.json/csv`` and PNGs.
 
     Labels are written as NIfTI on the input grid with the input affine (4D for cine input), exactly as
     predicted (after the predictor's post-processing). ED and ES are the phases with the largest and
     smallest LV volume unless the source states them. The report states the LV slice range of every
-    phase (:func:`~cardiacseg.clinical.slice_range.lv_slice_range`, ``lv_slice_range``); with
-    ``slice_range``, LV volumes, EF and LV mass count only those slices (off by default: on the ACDC
-    validation patients it raised the mean EF error from 3.20 to 3.41 points). The numbers can be recomputed
-    from the written labels. Every output names the model
+    phase (``lv_slice_range``): by the segmentation rule
+    (:func:`~cardiacseg.clinical.slice_range.lv_slice_range`), or, with ``slice_range="classifier"``, from
+    the slice-range classifier's OAP/IN/OBS classes (``slice_classes``). With ``slice_range`` set to
+    ``"segmentation"`` or ``"classifier"``, LV volumes, EF and LV mass count only the slices inside the
+    range, and ``slices_excluded`` says which slices were dropped and why (``"all"`` is the default: on the
+    ACDC validation patients the segmentation rule raised the mean EF error from 3.20 to 3.41 points).
+    The numbers can be recomputed from the written labels. Every output names the model
     (:func:`~cardiacseg.inferers.identity.describe_predictor`): ``report.json`` → ``model`` (package and
     bundle version, each weight file's SHA-256, networks, the settings that change numbers),
     ``report.csv``'s leading ``# key: value`` lines (:func:`model_csv_header`), and a footer line on the
@@ -122,17 +170,22 @@ def segment_study(
         output_dir: output folder (created).
         predictor: the model.
         overwrite: replace existing output files.
-        slice_range: restrict LV/MYO volumes to the LV slice range.
+        slice_range: slices counted in LV/MYO volumes: ``"all"``, ``"segmentation"`` (the LV slice range
+            by the segmentation rule) or ``"classifier"`` (the slices the classifier calls IN); a bool
+            means ``"segmentation"``/``"all"``.
         figures: write ``montage.png`` (ED/ES overlays) and ``volumes.png`` (LV/RV volume curve).
         progress: called as ``progress(stage, done, total)`` while the study is read, predicted (after
             each network batch, counting slices) and written (:data:`StudyProgress`); ``None``: silent.
+        slice_classifier: the slice-range classifier (needed for ``slice_range="classifier"``; with
+            another mode it is not used).
 
     Returns:
         The report dictionary (with ``"outputs"``: the written paths).
 
     Raises:
         FileExistsError: outputs exist and ``overwrite`` is False.
-        ValueError: unreadable input (the message names the file).
+        ValueError: unreadable input (the message names the file); ``slice_range="classifier"`` without
+            a classifier; an unknown ``slice_range``.
 
     Example:
         >>> segment_study("dicoms/SCD0000101", "out/SCD0000101", predictor)  # doctest: +SKIP
@@ -140,7 +193,10 @@ def segment_study(
     """
     overwrite = as_bool(overwrite)  # "false" from a bundle command line is a string
     report_progress: StudyProgress = progress or (lambda stage, done, total: None)
-    identity = describe_predictor(predictor, slice_range=SLICE_RANGE_RULES[bool(slice_range)])
+    mode = slice_range_mode(slice_range)
+    if mode == "classifier" and slice_classifier is None:
+        raise ValueError("slice_range='classifier' needs a slice_classifier (a SliceRangeClassifier)")
+    identity = describe_predictor(predictor, slice_range=_slice_range_rule(mode, slice_classifier))
     report_progress("read", 0, 1)
     if isinstance(input_path, CineStudy):
         study = input_path
@@ -154,8 +210,20 @@ def segment_study(
             if (out / name).exists():
                 raise FileExistsError(f"{out / name} exists; pass overwrite=True (--overwrite) to replace it")
     labels = _predict(predictor, study, report_progress)
-    ranged, ranges = apply_slice_range(labels)
-    counted = ranged if slice_range else labels
+    classes: dict[int, list[str]] = {}
+    given: dict[int, tuple[int, int] | None] | None = None
+    if mode == "classifier":
+        assert slice_classifier is not None
+        report_progress("slice range", 0, 1)
+        for t, pred in slice_classifier.predict_study(study).items():
+            classes[t] = [_SLICE_CLASS_NAMES[int(c)] for c in pred.classes]
+        given = {
+            t: slice_range_from_classes([_SLICE_CLASS_NAMES.index(c) for c in cs])
+            for t, cs in classes.items()
+        }
+        report_progress("slice range", 1, 1)
+    ranged, ranges = apply_slice_range(labels, ranges=given)
+    counted = ranged if mode != "all" else labels
     predicted = study.with_labels(counted)
     try:
         indices = _indices(predicted)
@@ -178,6 +246,9 @@ def segment_study(
         "model": model,
         "settings": settings,
         "lv_slice_range": {str(t): (None if r is None else list(r)) for t, r in ranges.items()},
+        "slice_range_mode": mode,
+        "slices_excluded": _excluded_slices(mode, study.n_slices, ranges, classes),
+        **({"slice_classes": {str(t): cs for t, cs in classes.items()}} if classes else {}),
         "qc_flags": [f.to_dict() for f in flags],
     }
     report = build_report(predicted, indices, extra)
@@ -194,6 +265,44 @@ def segment_study(
     report_progress("write", 1, 1)
     report["outputs"] = [str(p) for p in written]
     return report
+
+
+def _slice_range_rule(mode: str, classifier: SliceRangeClassifier | None) -> str:
+    """Describe the slice-range rule for the model identity (the classifier named by bundle and hash)."""
+    rule = SLICE_RANGE_RULES[mode]
+    if mode != "classifier" or classifier is None:
+        return rule
+    parts = []
+    if classifier.bundle_dir is not None:
+        meta = bundle_metadata(classifier.bundle_dir)
+        parts.append(f"{meta.get('name', classifier.bundle_dir.name)} {meta.get('version', '?')}")
+    if classifier.weights_file is not None:
+        parts.append(f"{classifier.weights_file.name} sha256 {file_sha256(classifier.weights_file)[:12]}")
+    return f"{rule}: {', '.join(parts)}" if parts else rule
+
+
+def _excluded_slices(
+    mode: str,
+    n_slices: int,
+    ranges: dict[int, tuple[int, int] | None],
+    classes: dict[int, list[str]],
+) -> dict[str, list[dict[str, object]]]:
+    """Per phase, the slices left out of the LV volumes and why (empty lists with ``mode="all"``)."""
+    out: dict[str, list[dict[str, object]]] = {}
+    for t, rng in ranges.items():
+        dropped: list[dict[str, object]] = []
+        if mode != "all":
+            for z in range(n_slices):
+                if rng is not None and rng[0] <= z <= rng[1]:
+                    continue
+                if mode == "classifier":
+                    name = classes[t][z]
+                    reason = f"classifier: {name}, {_SLICE_CLASS_WORDS.get(name, 'outside the LV range')}"
+                else:
+                    reason = "segmentation rule: outside the LV blood pool ringed by >= 50 % myocardium"
+                dropped.append({"slice": z, "reason": reason})
+        out[str(t)] = dropped
+    return out
 
 
 def _predict(predictor: SlicePredictor, study: CineStudy, progress: StudyProgress) -> dict[int, LabelArray]:
@@ -471,7 +580,7 @@ def segment_batch(
         progress: show progress on stderr, inside each study too (reading, network batches, writing):
             tqdm bars on a terminal (log records and warnings printed above them), one line per stage
             otherwise (a log file or a pipe).
-        kwargs: passed to :func:`segment_study` (``slice_range``, ``figures``).
+        kwargs: passed to :func:`segment_study` (``slice_range``, ``figures``, ``slice_classifier``).
 
     Returns:
         :class:`BatchResult`.
