@@ -254,9 +254,10 @@ def main() -> None:
         lines += [
             "",
             "DEMO is the packaged study `cardiacseg/data/demo/SCD0000101/dicom` (2 phases x 12 slices), written "
-            "to a temporary folder (`--fast --quiet --overwrite`). Until `cardiacseg/cli.py` calls "
-            "`import_monai_lean()`, `cardiacseg segment` with and without `CARDIACSEG_FULL_IMPORTS=1` is the "
-            "same program (the two rows differ by noise only); the third row is what the CLI will run.",
+            "to a temporary folder (`--fast --quiet --overwrite`). `cardiacseg segment` calls "
+            "`import_monai_lean()` itself; `CARDIACSEG_FULL_IMPORTS=1` turns that off, so the first two rows "
+            "are the CLI with the full and the lean import, and the third is the lean import done by hand "
+            "before `cli.main` (the same program as the second; the difference is noise).",
         ]
     lines += ["", f"## What `{SEGMENT_PATH}` imports (`python -X importtime`, one run each)", ""]
     lines += per_package_table(SEGMENT_PATH, "Normal import")
