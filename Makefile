@@ -10,9 +10,10 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 PIP_QUIET ?= -q
 DEMO_OUT ?= demo_output
-PYTEST_ARGS ?=
+# the default run leaves out tests marked slow (long trainings, a second wheel build): `make test-slow`
+PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: demo test lint typecheck unit wheel-test venv clean
+.PHONY: demo test test-slow lint typecheck unit wheel-test venv clean
 
 venv: $(STAMP)
 
@@ -66,6 +67,9 @@ wheel-test: $(STAMP)
 	echo "wheel-test: OK in $$(( $$(date +%s) - start )) s (demo and segment from a non-editable install)"
 
 test: lint typecheck unit wheel-test
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(DEMO_OUT)

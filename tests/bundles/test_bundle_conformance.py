@@ -107,7 +107,6 @@ def test_from_bundle_builds_the_configured_predictor() -> None:
         SlicePredictor.from_bundle(BUNDLE / "configs")
 
 
-@pytest.mark.slow
 def test_bundle_evaluator_segments_a_real_nifti_stack_like_cardiacseg(
     sunnybrook_dir: Path, tmp_path: Path
 ) -> None:
