@@ -31,6 +31,7 @@ from cardiacseg.clinical.qc import quality_flags
 from cardiacseg.clinical.report import build_report, write_report
 from cardiacseg.clinical.slice_range import apply_slice_range, slice_range_from_classes
 from cardiacseg.config import as_bool
+from cardiacseg.enums import CardiacLabel
 from cardiacseg.inferers.identity import ModelIdentity, describe_predictor
 from cardiacseg.inferers.predictor import SlicePredictor
 from cardiacseg.inferers.slice_range import SliceRangeClassifier
@@ -212,19 +213,23 @@ def segment_study(
     labels = _predict(predictor, study, report_progress)
     classes: dict[int, list[str]] = {}
     given: dict[int, tuple[int, int] | None] | None = None
+    borrowed: dict[int, int] = {}
+    ed_es: tuple[int, int] | None = None
     if mode == "classifier":
         assert slice_classifier is not None
         report_progress("slice range", 0, 1)
-        for t, pred in slice_classifier.predict_study(study).items():
-            classes[t] = [_SLICE_CLASS_NAMES[int(c)] for c in pred.classes]
-        given = {
+        classes, borrowed, ed_es = _classify_ed_es(slice_classifier, study, labels)
+        ranges_ed_es = {
             t: slice_range_from_classes([_SLICE_CLASS_NAMES.index(c) for c in cs])
             for t, cs in classes.items()
         }
+        given = {t: ranges_ed_es[borrowed.get(t, t)] for t in labels}
         report_progress("slice range", 1, 1)
     ranged, ranges = apply_slice_range(labels, ranges=given)
     counted = ranged if mode != "all" else labels
     predicted = study.with_labels(counted)
+    if ed_es is not None:  # ED/ES as chosen on all slices, before the ranges were applied
+        predicted = replace(predicted, ed_phase=ed_es[0], es_phase=ed_es[1])
     try:
         indices = _indices(predicted)
     except ValueError as exc:  # e.g. no LV anywhere: say which study, and the likely cause
@@ -247,7 +252,7 @@ def segment_study(
         "settings": settings,
         "lv_slice_range": {str(t): (None if r is None else list(r)) for t, r in ranges.items()},
         "slice_range_mode": mode,
-        "slices_excluded": _excluded_slices(mode, study.n_slices, ranges, classes),
+        "slices_excluded": _excluded_slices(mode, study.n_slices, ranges, classes, borrowed),
         **({"slice_classes": {str(t): cs for t, cs in classes.items()}} if classes else {}),
         "qc_flags": [f.to_dict() for f in flags],
     }
@@ -281,13 +286,43 @@ def _slice_range_rule(mode: str, classifier: SliceRangeClassifier | None) -> str
     return f"{rule}: {', '.join(parts)}" if parts else rule
 
 
+def _classify_ed_es(
+    classifier: SliceRangeClassifier, study: CineStudy, labels: dict[int, LabelArray]
+) -> tuple[dict[int, list[str]], dict[int, int], tuple[int, int] | None]:
+    """Classify the slices of ED and ES only; every other phase borrows the range of the nearer one.
+
+    ED and ES are the source's, else the phases with the most and fewest predicted LV voxels over all
+    slices (what :func:`~cardiacseg.clinical.compute_cardiac_indices` would choose). Classifying two phases
+    instead of all keeps the classifier's cost small beside the segmentation (issue 16: <= 10 %); the
+    reported indices use ED and ES only. Another phase takes the range of whichever of ED and ES has the
+    closer LV voxel count (the volume curve).
+
+    Returns:
+        ``({phase: class names per slice} for ED and ES, {other phase: ED or ES}, (ED, ES) or None)``.
+
+    """
+    lv = {t: int((np.asarray(lab) == CardiacLabel.LV).sum()) for t, lab in labels.items()}
+    if study.n_phases == 1:
+        keys, ed_es = [0], None
+    else:
+        ed = study.ed_phase if study.ed_phase is not None else max(lv, key=lambda t: lv[t])
+        es = study.es_phase if study.es_phase is not None else min(lv, key=lambda t: lv[t])
+        keys, ed_es = sorted({ed, es}), (ed, es)
+    predicted = classifier.predict_study(study, keys)
+    classes = {t: [_SLICE_CLASS_NAMES[int(c)] for c in predicted[t].classes] for t in keys}
+    borrowed = {t: min(keys, key=lambda k: abs(lv[t] - lv[k])) for t in labels if t not in classes}
+    return classes, borrowed, ed_es
+
+
 def _excluded_slices(
     mode: str,
     n_slices: int,
     ranges: dict[int, tuple[int, int] | None],
     classes: dict[int, list[str]],
+    borrowed: dict[int, int] | None = None,
 ) -> dict[str, list[dict[str, object]]]:
     """Per phase, the slices left out of the LV volumes and why (empty lists with ``mode="all"``)."""
+    borrowed = borrowed or {}
     out: dict[str, list[dict[str, object]]] = {}
     for t, rng in ranges.items():
         dropped: list[dict[str, object]] = []
@@ -296,8 +331,11 @@ def _excluded_slices(
                 if rng is not None and rng[0] <= z <= rng[1]:
                     continue
                 if mode == "classifier":
-                    name = classes[t][z]
+                    ref = borrowed.get(t, t)
+                    name = classes[ref][z]
                     reason = f"classifier: {name}, {_SLICE_CLASS_WORDS.get(name, 'outside the LV range')}"
+                    if ref != t:
+                        reason += f" (range of phase {ref}, the nearer of ED and ES in LV volume)"
                 else:
                     reason = "segmentation rule: outside the LV blood pool ringed by >= 50 % myocardium"
                 dropped.append({"slice": z, "reason": reason})
