@@ -50,7 +50,9 @@ wheel-test: $(STAMP)
 	for f in cardiacseg/cardiac_cine_seg/configs/inference.json cardiacseg/cardiac_cine_seg/configs/metadata.json \
 		cardiacseg/cardiac_cine_seg/configs/logging.conf cardiacseg/cardiac_cine_seg/models/model.pt \
 		cardiacseg/cardiac_cine_seg/LICENSE cardiacseg/cardiac_cine_seg/docs/README.md \
-		cardiacseg/data/demo/SCD0000101/contours cardiacseg/data/demo/SCD0000101/dicom; do \
+		cardiacseg/data/demo/SCD0000101/contours cardiacseg/data/demo/SCD0000101/dicom \
+		cardiacseg/slice_range_classifier/configs/inference.json cardiacseg/slice_range_classifier/models/model.pt \
+		cardiacseg/schemas/bundle_metadata.json; do \
 		grep -q "$$f" "$$T/listing.txt" || { echo "wheel-test: $$f missing from the wheel"; exit 1; }; done; \
 	$(PYTHON) -m venv "$$T/venv"; \
 	"$$T/venv/bin/python" -m pip install $(PIP_QUIET) "$(TORCH_SPEC)" $(TORCH_PIP_ARGS); \
@@ -62,9 +64,11 @@ wheel-test: $(STAMP)
 	"$$T/venv/bin/cardiacseg" demo -o "$$T/demo"; \
 	test -s "$$T/demo/report.json" && test -s "$$T/demo/overlay_model.png"; \
 	DICOM=$$("$$T/venv/bin/python" -c "import cardiacseg.demo as d; print(d.demo_study_path() / 'dicom')"); \
-	"$$T/venv/bin/cardiacseg" segment "$$DICOM" -o "$$T/seg" --fast --quiet; \
-	test -s "$$(ls "$$T"/seg/*/report.json | head -1)"; \
-	echo "wheel-test: OK in $$(( $$(date +%s) - start )) s (demo and segment from a non-editable install)"
+	"$$T/venv/bin/cardiacseg" segment "$$DICOM" -o "$$T/seg" --fast --quiet --slice-range classifier; \
+	R=$$(ls "$$T"/seg/*/report.json | head -1); test -s "$$R"; \
+	"$$T/venv/bin/python" -c "import json, sys; r = json.load(open(sys.argv[1])); \
+	sys.exit(0 if r['slice_range_mode'] == 'classifier' and r['slice_classes'] else 'no slice classes')" "$$R"; \
+	echo "wheel-test: OK in $$(( $$(date +%s) - start )) s (demo and segment --slice-range classifier from a non-editable install)"
 
 test: lint typecheck unit wheel-test
 
