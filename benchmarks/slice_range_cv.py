@@ -259,8 +259,9 @@ def run_cv(
             np.save(probs_dir / f"{name}_{opt}_{lr:g}.npy", probs)
             a = res["argmax"]
             print(
-                f"{key}: acc {a['accuracy']:.3f} soft {a['soft_accuracy']:.3f} auc {a['auc_weighted']:.3f} "
-                f"F1 {a['f1_oap']:.2f}/{a['f1_in']:.2f}/{a['f1_obs']:.2f} train {np.mean(train_s):.1f}s/fold",
+                f"{key}: acc {_f(a['accuracy'])} soft {_f(a['soft_accuracy'])} auc {_f(a['auc_weighted'])} "
+                f"F1 {_f(a['f1_oap'], 2)}/{_f(a['f1_in'], 2)}/{_f(a['f1_obs'], 2)} "
+                f"train {np.mean(train_s):.1f}s/fold",
                 flush=True,
             )
             OUT_JSON.write_text(json.dumps(results, indent=1))
@@ -351,6 +352,68 @@ def time_candidates(results: dict[str, Any], n_items: int = 1394) -> None:
     OUT_JSON.write_text(json.dumps(results, indent=1))
 
 
+def figures(name: str, opt: str, lr: float, rotations: int, cache: Path, results: dict[str, Any]) -> None:
+    """Confusion matrix and t-SNE of the pooled held-out folds, Grad-CAM of a fold-1 model on its fold."""
+    from cardiacseg.metrics.classification import confusion_matrix
+    from cardiacseg.metrics.classification_figures import plot_confusion_matrix, plot_grad_cam, plot_tsne
+
+    context, pretrained, part = CANDIDATES[name]
+    docs = BUNDLE / "docs"
+    items = load_items(context)
+    y = np.array([int(it["label"]) for it in items])
+    probs = np.load(cache / "probs" / f"{name}_{opt}_{lr:g}.npy")
+    title = f"{name} {opt} {lr:g}, 5-fold CV by patient (held-out, pooled)"
+    plot_confusion_matrix(
+        confusion_matrix(probs.argmax(1), y, 3), docs / "confusion_matrix.png", title=title, overwrite=True
+    )
+    images = np.stack([it["image"] for it in items])
+    maps, feats = frozen_cache(images, context, pretrained, rotations, cache)
+    # penultimate features: the frozen encoder's pooled output (the same in every fold for this recipe)
+    plot_tsne(
+        feats[0],
+        y,
+        docs / "tsne.png",
+        title="t-SNE of the 512-d encoder features (truth colours)",
+        overwrite=True,
+    )
+    pid = np.array([str(it["patient"]) for it in items])
+    folds = patient_folds(sorted(set(pid.tolist())), 5, seed=0)
+    val = folds[0][1]
+    tr, va = np.flatnonzero(~np.isin(pid, val)), np.flatnonzero(np.isin(pid, val))
+    inputs = feats if part == "head" else maps
+    full, _m, _s = train_on_cache(part, context, pretrained, inputs, y, tr, opt, lr, EPOCHS[part])
+    full.eval()
+    torch.set_num_threads(2)
+    with torch.no_grad():
+        p = torch.softmax(full(torch.from_numpy(images[va])), 1).numpy()
+    pred = p.argmax(1)
+    right = [i for i in range(len(va)) if pred[i] == y[va][i] and y[va][i] != 1][:3]
+    right += [i for i in range(len(va)) if pred[i] == y[va][i] == 1][:1]
+    wrong = [i for i in range(len(va)) if pred[i] != y[va][i]][:4]
+    for tag, sel in (("right", right), ("wrong", wrong)):
+        idx = va[sel]
+        plot_grad_cam(
+            full,
+            torch.from_numpy(images[idx]),
+            docs / f"grad_cam_{tag}.png",
+            truth=y[idx].tolist(),
+            overwrite=True,
+        )
+    results["figures"] = {
+        "recipe": f"{name}/{opt}/{lr:g}",
+        "grad_cam_fold": 1,
+        "grad_cam_fold_accuracy": float((pred == y[va]).mean()),
+        "grad_cam_right": [
+            f"{items[i]['patient']} {items[i]['phase']} slice {items[i]['slice']}" for i in va[right]
+        ],
+        "grad_cam_wrong": [
+            f"{items[i]['patient']} {items[i]['phase']} slice {items[i]['slice']} truth {y[i]}"
+            for i in va[wrong]
+        ],
+    }
+    OUT_JSON.write_text(json.dumps(results, indent=1))
+
+
 def _f(v: float | None, nd: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{nd}f}"
 
@@ -434,6 +497,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--rotations", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/slice_range_cache"))
     ap.add_argument("--final", default="", help="candidate/optimizer/lr to train on all patients")
+    ap.add_argument("--figures", default="", help="candidate/optimizer/lr: bundle figures")
     ap.add_argument("--timing", action="store_true", help="time one epoch of each full-image candidate")
     ap.add_argument("--markdown", action="store_true", help="(re)write the Markdown report from the JSON")
     args = ap.parse_args(argv)
@@ -450,6 +514,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.final:
         name, opt, lr = args.final.split("/")
         train_final(name, opt, float(lr), args.rotations, args.cache, results)
+    if args.figures:
+        name, opt, lr = args.figures.split("/")
+        figures(name, opt, float(lr), args.rotations, args.cache, results)
     if args.timing:
         time_candidates(results)
     OUT_JSON.write_text(json.dumps(results, indent=1))

@@ -131,3 +131,4 @@ def test_shipped_classifier_separates_expert_classes_on_acdc(acdc_dir: Path) -> 
     assert m.auc_weighted > 0.85
     assert m.recall[1] > 0.85
     assert m.soft_accuracy >= majority
+    assert m.accuracy > majority  # 0.98 vs 0.90 when written (patients seen in training)
