@@ -1,6 +1,6 @@
 """Training and evaluation of the slice-range classifier (OAP 0 / IN 1 / OBS 2) with MONAI's Ignite engines.
 
-The recipe of the slice-range paper (``/work/shared/papers/slice-range.txt``): cross-entropy, the rare
+The recipe of the slice-range paper (``../shared/papers/slice-range.txt``): cross-entropy, the rare
 classes (OAP, OBS) oversampled six times (a :class:`~torch.utils.data.WeightedRandomSampler` whose epoch
 draws as many samples as the dataset with the rare items repeated), random rotations within +-45 degrees
 (:class:`monai.transforms.RandRotated`), SGD with Nesterov momentum 0.9 or Adam. Items are the dicts of

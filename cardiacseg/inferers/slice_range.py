@@ -7,7 +7,7 @@ per-slice predictions are made consistent along the stack (:func:`monotone_slice
 the form ``OAP ... OAP IN ... IN OBS ... OBS`` from apex to base with the highest summed log-probability,
 found by dynamic programming, in the known stack direction or the better of the two.
 
-Source: the slice-range paper (``/work/shared/papers/slice-range.txt``) classifies slices one by one; the
+Source: the slice-range paper (``../shared/papers/slice-range.txt``) classifies slices one by one; the
 ordering step is cardiacseg's addition (a stack from apex to base can only go OAP, IN, OBS).
 The predicted ranges reach :mod:`cardiacseg.clinical` as plain arrays
 (:func:`cardiacseg.clinical.slice_range.slice_range_from_classes`).

@@ -4,7 +4,7 @@ Confusion matrix, per-class precision / recall / F1, accuracy, soft accuracy and
 one-vs-rest AUC.
 
 Definitions from the slice-range paper (transfer learning for cardiac short-axis slice-range
-classification, ``/work/shared/papers/slice-range.txt``, section "Evaluation"):
+classification, ``../shared/papers/slice-range.txt``, section "Evaluation"):
 
 * per-class scores are one-vs-rest ("regrouping the classes into OAP and non-OAP ..."); F1 is
   ``2 precision recall / (precision + recall)``;

@@ -1,6 +1,6 @@
 """Figures of a slice-range classifier's evaluation: confusion matrix, t-SNE of features, Grad-CAM overlays.
 
-The slice-range paper's Figures 4-6 (``/work/shared/papers/slice-range.txt``): confusion matrices of test
+The slice-range paper's Figures 4-6 (``../shared/papers/slice-range.txt``): confusion matrices of test
 predictions, t-SNE of the penultimate features coloured by class, Grad-CAM (Selvaraju et al.) maps per
 (truth, prediction) pair. Grad-CAM is MONAI's :class:`monai.visualize.GradCAM`; t-SNE is scikit-learn's
 :class:`sklearn.manifold.TSNE` (an optional dependency, imported only by :func:`plot_tsne`). matplotlib is

@@ -1,7 +1,7 @@
 """Short-axis slice-range classifier (out-of-apical / in / out-of-basal) on ImageNet or U-Net encoders.
 
 Source: the slice-range paper (transfer learning for cardiac short-axis slice-range classification,
-``/work/shared/papers/slice-range.txt``): a pretrained convolutional base, global pooling to the
+``../shared/papers/slice-range.txt``): a pretrained convolutional base, global pooling to the
 "penultimate features", a dense 256 + ReLU + dropout 0.5 + dense 3 head; trained with the base frozen
 ("fixed feature extraction", depth 0) or with the last convolutional block unfrozen ("fine-tuning",
 depth 1).
