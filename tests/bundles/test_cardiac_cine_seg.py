@@ -115,6 +115,7 @@ def test_verify_net_in_out() -> None:
 
 
 @pytest.mark.realdata
+@pytest.mark.slow  # trains and evaluates through the bundle configs (~80 s on 2 cores): make test-slow
 def test_train_and_evaluate_on_small_real_data(tmp_path: Path, acdc_dir: Path, sunnybrook_dir: Path) -> None:
     db = tmp_path / "mlruns" / "mlruns.db"
     train = ["run", "--config_file", str(CONFIGS / "train.json"), "--bundle_root", str(BUNDLE)]

@@ -43,6 +43,7 @@ def _final(wf: ConfigWorkflow) -> tuple[float, dict[str, torch.Tensor]]:
 
 
 @pytest.mark.realdata
+@pytest.mark.slow  # a 3-epoch training run twice (~2 min on 2 cores): make test-slow
 def test_resume_after_a_mid_epoch_stop_matches_the_uninterrupted_run(tmp_path: Path, acdc_dir: Path) -> None:
     full = _workflow(tmp_path / "full")
     full.run()
