@@ -390,31 +390,11 @@ class SlicePredictor:
             >>> p = SlicePredictor.from_bundle("cardiacseg/cardiac_cine_seg", tta="none")  # doctest: +SKIP
 
         """
-        from monai.bundle import ConfigParser
+        from cardiacseg.inferers.bundle_config import instantiate_bundle_predictor
 
-        root = Path(bundle_dir)
-        cfg = root / "configs" / "inference.json"
-        if not cfg.is_file():
-            raise FileNotFoundError(f"{root}: not a bundle folder (no configs/inference.json)")
-        parser = ConfigParser()
-        parser.read_config(str(cfg))
-        meta = root / "configs" / "metadata.json"
-        if meta.is_file():
-            parser.read_meta(str(meta))
-        parser["bundle_root"] = str(root)
-        for key, value in kwargs.items():
-            if key not in parser.config or key not in _BUNDLE_OVERRIDES:  # type: ignore[operator]
-                raise TypeError(
-                    f"from_bundle got an unknown override {key!r}; choose from {sorted(_BUNDLE_OVERRIDES)}"
-                )
-            if key == "weights":
-                value = [str(w) for w in ([value] if isinstance(value, str | os.PathLike) else value)]
-            elif key == "device":
-                value = str(value)
-            parser[key] = value
-        predictor = parser.get_parsed_content("predictor")
-        if not isinstance(predictor, cls):
-            raise TypeError(f"{cfg}: 'predictor' is a {type(predictor).__name__}, not a {cls.__name__}")
+        if isinstance(kwargs.get("weights"), str | os.PathLike):  # one file: an ensemble of one
+            kwargs["weights"] = [kwargs["weights"]]
+        predictor, root = instantiate_bundle_predictor(bundle_dir, cls, _BUNDLE_OVERRIDES, kwargs)
         predictor.bundle_dir = root
         return predictor
 

@@ -15,7 +15,6 @@ The predicted ranges reach :mod:`cardiacseg.clinical` as plain arrays
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,22 +256,9 @@ class SliceRangeClassifier:
             TypeError: an unknown override, or a ``predictor`` that is not a :class:`SliceRangeClassifier`.
 
         """
-        from monai.bundle import ConfigParser
+        from cardiacseg.inferers.bundle_config import instantiate_bundle_predictor
 
-        root = Path(bundle_dir)
-        cfg = root / "configs" / "inference.json"
-        if not cfg.is_file():
-            raise FileNotFoundError(f"{root}: not a bundle folder (no configs/inference.json)")
-        parser = ConfigParser()
-        parser.read_config(str(cfg))
-        parser["bundle_root"] = str(root)
-        for key, value in kwargs.items():
-            if key not in parser.config or key not in _BUNDLE_OVERRIDES:  # type: ignore[operator]
-                raise TypeError(f"unknown override {key!r}; choose from {sorted(_BUNDLE_OVERRIDES)}")
-            parser[key] = str(value) if isinstance(value, os.PathLike | torch.device) else value
-        predictor = parser.get_parsed_content("predictor")
-        if not isinstance(predictor, cls):
-            raise TypeError(f"{cfg}: 'predictor' is a {type(predictor).__name__}, not a {cls.__name__}")
+        predictor, root = instantiate_bundle_predictor(bundle_dir, cls, _BUNDLE_OVERRIDES, kwargs)
         predictor.bundle_dir = root
         return predictor
 
