@@ -31,18 +31,10 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _machine import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run)
+
 from tests.fuzz.generators import ALL_KINDS, FAMILIES, Sources, make_cases  # noqa: E402
 from tests.fuzz.runner import FINDINGS, OUTCOMES, CaseResult, run_case  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_predictor():  # type: ignore[no-untyped-def]
@@ -94,7 +86,7 @@ def markdown(
         "shared real data (Sunnybrook SCD0000101 DICOM, the same study read by `read_dicom_cine` and written "
         "as NIfTI, ACDC SSL4MIS HDF5): see `tests/fuzz/generators.py` for every mutation kind.",
         "",
-        f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; CPU: {cpu_name()} "
+        f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; CPU: {cpu_model()} "
         f"({os.cpu_count()} cores); Python {platform.python_version()}",
         f"- {len(results)} cases over {len({(r.family, r.kind) for r in results})} mutation kinds "
         f"({len(ALL_KINDS)} slots per cycle); full run {runtime_s / 60:.1f} min",

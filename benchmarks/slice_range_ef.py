@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _machine import cpu_model  # benchmarks/ is on sys.path when run
 
 from cardiacseg.clinical.indices import compute_cardiac_indices
 from cardiacseg.clinical.slice_range import apply_slice_range, slice_range_from_classes
@@ -366,7 +367,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "environment": {
             "date": datetime.date.today().isoformat(),
-            "cpu": _cpu_name(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "torch": torch.__version__,
         },
@@ -395,13 +396,6 @@ def main() -> None:
         write_markdown(results)
         if args.val_only:
             break
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -23,9 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from startup import cpu_bf16_flags, cpu_model
+from _machine import cpu_bf16_flags, cpu_model  # benchmarks/ is on sys.path when run
 
 CLI = str(Path(sys.executable).parent / "cardiacseg")
 MODES = ("all", "classifier")

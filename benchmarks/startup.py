@@ -32,34 +32,14 @@ import time
 from io import BytesIO
 from pathlib import Path
 
+from _machine import cpu_bf16_flags, cpu_model  # benchmarks/ is on sys.path when run
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 CLI = str(Path(sys.executable).parent / "cardiacseg")
 SEGMENT_PATH = "import cardiacseg.inferers.predictor"
 LEAN = "from cardiacseg._lean_import import import_monai_lean; import_monai_lean()"
 DEMO_STUDY = REPO / "cardiacseg" / "data" / "demo" / "SCD0000101" / "dicom"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def cpu_bf16_flags() -> str:
-    """Which of the native bfloat16 flags ``avx512_bf16`` and ``amx_bf16`` /proc/cpuinfo lists."""
-    try:
-        flags: set[str] = set()
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags.update(line.split(":", 1)[1].split())
-    except OSError:
-        return "CPU flags unknown"
-    return ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def time_command(cmd: list[str], repeat: int, env: dict[str, str] | None = None) -> tuple[float, float]:
