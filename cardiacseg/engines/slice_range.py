@@ -30,6 +30,7 @@ from monai.transforms import Compose, EnsureTyped, RandRotated
 from torch import nn
 from torch.utils.data import WeightedRandomSampler
 
+from cardiacseg.networks.weights import save_half_precision
 from cardiacseg.typing import PathLike
 
 __all__ = [
@@ -297,6 +298,8 @@ def predict_probabilities(
 def save_half_state_dict(network: nn.Module, path: PathLike) -> Path:
     """Save ``network.state_dict()`` with floating tensors in half precision (as the shipped models).
 
+    :func:`~cardiacseg.networks.weights.save_half_precision` (atomic), creating the folder first.
+
     Args:
         network: the trained network.
         path: output ``model.pt``.
@@ -307,9 +310,7 @@ def save_half_state_dict(network: nn.Module, path: PathLike) -> Path:
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: (v.half() if v.is_floating_point() else v).cpu() for k, v in network.state_dict().items()}
-    torch.save(sd, out)
-    return out
+    return save_half_precision(network.state_dict(), out)
 
 
 def evaluate_slice_range(

@@ -28,6 +28,7 @@ __all__ = [
     "load_state_dict_file",
     "load_torchvision_backbone",
     "parameter_groups",
+    "save_half_precision",
     "unfreeze",
 ]
 
@@ -371,8 +372,24 @@ def export_half_precision(source: PathLike, target: PathLike) -> Path:
         >>> export_half_precision("models/train/model.pt", "models/model.pt")  # doctest: +SKIP
 
     """
+    return save_half_precision(load_state_dict_file(source), target)
+
+
+def save_half_precision(state_dict: Mapping[str, torch.Tensor], target: PathLike) -> Path:
+    """Save a state dict with its floating-point tensors in float16, on the CPU, atomically.
+
+    Args:
+        state_dict: e.g. ``network.state_dict()``.
+        target: output file (replaced if it exists; its folder must exist).
+
+    Returns:
+        The written path.
+
+    Example:
+        >>> save_half_precision(net.state_dict(), "models/model.pt")  # doctest: +SKIP
+
+    """
     from cardiacseg.utils.atomic import atomic_write
 
-    sd = load_state_dict_file(source)
-    half = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    half = {k: (v.half() if v.is_floating_point() else v).cpu() for k, v in state_dict.items()}
     return atomic_write(target, lambda p: torch.save(half, p), overwrite=True)
