@@ -298,7 +298,7 @@ def predict_probabilities(
 def save_half_state_dict(network: nn.Module, path: PathLike) -> Path:
     """Save ``network.state_dict()`` with floating tensors in half precision (as the shipped models).
 
-    :func:`~cardiacseg.networks.weights.save_half_precision` (atomic), creating the folder first.
+    :func:`~cardiacseg.networks.weights.save_half_precision` (atomic; the folder is created).
 
     Args:
         network: the trained network.
@@ -308,9 +308,7 @@ def save_half_state_dict(network: nn.Module, path: PathLike) -> Path:
         The path.
 
     """
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return save_half_precision(network.state_dict(), out)
+    return save_half_precision(network.state_dict(), path)
 
 
 def evaluate_slice_range(

@@ -380,7 +380,7 @@ def save_half_precision(state_dict: Mapping[str, torch.Tensor], target: PathLike
 
     Args:
         state_dict: e.g. ``network.state_dict()``.
-        target: output file (replaced if it exists; its folder must exist).
+        target: output file (replaced if it exists; its folder is created).
 
     Returns:
         The written path.
