@@ -20,15 +20,10 @@ from monai.inferers import Inferer
 from torch import nn
 
 from cardiacseg.inferers.predictor import SlicePredictor
+from cardiacseg.io.nifti import spacing_from_affine
 from cardiacseg.io.study import CineStudy
 
 __all__ = ["CineSliceInferer"]
-
-
-def _spacing_zyx(affine: np.ndarray) -> tuple[float, float, float]:
-    """``(z, y, x)`` voxel spacing in mm from an ``(x, y, z)`` voxel-to-world affine (column norms)."""
-    norms = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
-    return float(norms[2]), float(norms[1]), float(norms[0])
 
 
 class CineSliceInferer(Inferer):
@@ -116,7 +111,7 @@ class CineSliceInferer(Inferer):
             image = np.asarray(torch.as_tensor(inputs[b, 0]).detach().float().cpu().numpy())  # (X, Y, Z)
             study = CineStudy(
                 image=np.ascontiguousarray(np.transpose(image, (2, 1, 0))[None]),  # (1, Z, Y, X)
-                spacing_mm=None if aff is None else _spacing_zyx(aff),
+                spacing_mm=None if aff is None else spacing_from_affine(aff),
                 affine=aff,
                 source="CineSliceInferer input",
             )

@@ -45,6 +45,7 @@ __all__ = [
     "nifti_phase_times_ms",
     "read_nifti_array",
     "read_nifti_study",
+    "spacing_from_affine",
     "write_nifti",
 ]
 
@@ -91,6 +92,24 @@ def affine_from_spacing(spacing_mm: SpacingZYX) -> Affine:
     """
     z, y, x = spacing_mm
     return np.diag([x, y, z, 1.0]).astype(np.float64)
+
+
+def spacing_from_affine(affine: npt.ArrayLike) -> SpacingZYX:
+    """Return the ``(z, y, x)`` spacing of an ``(x, y, z)`` voxel-to-world affine (its column norms).
+
+    Args:
+        affine: 4x4 (or 3x3 and larger) affine mapping ``(x, y, z)`` indices to mm.
+
+    Returns:
+        Spacing in array order ``(z, y, x)``, mm.
+
+    Example:
+        >>> spacing_from_affine(affine_from_spacing((10.0, 1.5, 1.25)))
+        (10.0, 1.5, 1.25)
+
+    """
+    x, y, z = (float(n) for n in np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0))
+    return z, y, x
 
 
 def check_cine_shape(shape_xyzt: Sequence[int], path: PathLike) -> None:
@@ -316,8 +335,7 @@ def _geometry(hdr: Any) -> tuple[Affine | None, SpacingZYX | None]:
     declared += [hdr.get_qform] if q_code > 0 else []
     affine = next((a for a in (_safe_affine(g) for g in declared) if a is not None), None)
     if affine is not None:
-        x, y, z = (float(n) for n in np.linalg.norm(affine[:3, :3], axis=0))
-        return affine, (z, y, x)
+        return affine, spacing_from_affine(affine)
     if all(math.isfinite(p) and p > 0 for p in pixdim):
         return None, (pixdim[2], pixdim[1], pixdim[0])
     return None, None

@@ -12,6 +12,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from cardiacseg.postprocess.select import PostProcessor
+from cardiacseg.transforms.utils import spacing_zyx_mm
 
 __all__ = ["PostProcessd"]
 
@@ -67,10 +68,7 @@ class PostProcessd(MapTransform):
                 raise ValueError(
                     f"PostProcessd expects (1, X, Y, Z) label maps under {key!r}, got {tuple(lab.shape)}"
                 )
-            spacing = None
-            if isinstance(lab, MetaTensor):
-                norms = np.linalg.norm(np.asarray(torch.as_tensor(lab.affine), np.float64)[:3, :3], axis=0)
-                spacing = (float(norms[2]), float(norms[1]), float(norms[0]))
+            spacing = spacing_zyx_mm(lab)
             arr = np.asarray(
                 torch.as_tensor(lab).detach().cpu().numpy() if isinstance(lab, torch.Tensor) else lab
             )

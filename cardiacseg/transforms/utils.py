@@ -18,7 +18,7 @@ import numpy.typing as npt
 import torch
 from monai.data import MetaTensor
 
-from cardiacseg.io.nifti import affine_from_spacing
+from cardiacseg.io.nifti import affine_from_spacing, spacing_from_affine
 from cardiacseg.io.study import CineStudy
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "inplane_spacing_mm",
     "label_to_metatensor",
     "slice_to_metatensor",
+    "spacing_zyx_mm",
     "study_affine",
     "study_to_metatensor",
     "to_zyx",
@@ -156,6 +157,29 @@ def inplane_spacing_mm(img: object) -> tuple[float, float] | None:
         return None
     aff = np.asarray(img.affine, dtype=np.float64)
     return float(np.linalg.norm(aff[:3, 0])), float(np.linalg.norm(aff[:3, 1]))
+
+
+def spacing_zyx_mm(img: object) -> tuple[float, float, float] | None:
+    """``(z, y, x)`` spacing of an ``(C, X, Y, Z)`` tensor from its affine, or ``None`` when unknown.
+
+    The column norms of the voxel-to-world affine, in cardiacseg's ``(z, y, x)`` order; unknown as in
+    :func:`inplane_spacing_mm`.
+
+    Args:
+        img: a MetaTensor, tensor or array.
+
+    Returns:
+        ``(z, y, x)`` spacing in mm or ``None``.
+
+    Example:
+        >>> affine = torch.diag(torch.tensor([1.0, 2.0, 8.0, 1.0]))
+        >>> spacing_zyx_mm(MetaTensor(torch.zeros(1, 4, 4, 2), affine=affine))
+        (8.0, 2.0, 1.0)
+
+    """
+    if not isinstance(img, MetaTensor) or img.meta.get(SPACING_UNKNOWN, False):
+        return None
+    return spacing_from_affine(np.asarray(img.affine, dtype=np.float64))
 
 
 def to_zyx(img: torch.Tensor | npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
