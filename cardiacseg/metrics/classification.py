@@ -31,6 +31,11 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from cardiacseg.enums import SliceRange
+
+#: Class names in label order (OAP, IN, OBS).
+_CLASS_NAMES = tuple(c.name for c in SliceRange)
+
 __all__ = [
     "ClassificationMetrics",
     "accuracy",
@@ -315,7 +320,7 @@ def classification_metrics(
     target: _ArrayLike,
     stack_ids: Sequence[Hashable] | npt.ArrayLike | None = None,
     slice_index: _ArrayLike | None = None,
-    class_names: Sequence[str] = ("OAP", "IN", "OBS"),
+    class_names: Sequence[str] = _CLASS_NAMES,
     pred: _ArrayLike | None = None,
 ) -> ClassificationMetrics:
     """All of the paper's metrics from class probabilities.

@@ -19,12 +19,13 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from cardiacseg.enums import SliceRange
 from cardiacseg.typing import PathLike
 from cardiacseg.utils.atomic import atomic_write
 
 __all__ = ["default_target_layer", "grad_cam_maps", "plot_confusion_matrix", "plot_grad_cam", "plot_tsne"]
 
-_CLASSES = ("OAP", "IN", "OBS")
+_CLASSES = tuple(c.name for c in SliceRange)
 _COLOURS = ("tab:blue", "tab:green", "tab:red", "tab:orange", "tab:purple")
 _PNG = {"compress_level": 1}
 

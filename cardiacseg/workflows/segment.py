@@ -31,7 +31,7 @@ from cardiacseg.clinical.qc import quality_flags
 from cardiacseg.clinical.report import build_report, write_report
 from cardiacseg.clinical.slice_range import apply_slice_range, slice_range_from_classes
 from cardiacseg.config import as_bool
-from cardiacseg.enums import CardiacLabel
+from cardiacseg.enums import CardiacLabel, SliceRange
 from cardiacseg.inferers.identity import ModelIdentity, describe_predictor
 from cardiacseg.inferers.predictor import SlicePredictor
 from cardiacseg.inferers.slice_range import SliceRangeClassifier
@@ -66,13 +66,6 @@ SLICE_RANGE_RULES = {
 
 #: Accepted values of ``slice_range`` (booleans are read as ``"segmentation"``/``"all"``).
 SLICE_RANGE_MODES = tuple(SLICE_RANGE_RULES)
-
-#: Class names of the slice-range classifier's outputs (:class:`~cardiacseg.enums.SliceRange` order).
-_SLICE_CLASS_NAMES = ("OAP", "IN", "OBS")
-_SLICE_CLASS_WORDS = {
-    "OAP": "beyond the apex (no LV blood pool)",
-    "OBS": "above the base (no LV blood pool, at most a basal crescent)",
-}
 
 
 def slice_range_mode(slice_range: bool | str) -> str:
@@ -219,10 +212,7 @@ def segment_study(
         assert slice_classifier is not None
         report_progress("slice range", 0, 1)
         classes, borrowed, ed_es = _classify_ed_es(slice_classifier, study, labels)
-        ranges_ed_es = {
-            t: slice_range_from_classes([_SLICE_CLASS_NAMES.index(c) for c in cs])
-            for t, cs in classes.items()
-        }
+        ranges_ed_es = {t: slice_range_from_classes([SliceRange[c] for c in cs]) for t, cs in classes.items()}
         given = {t: ranges_ed_es[borrowed.get(t, t)] for t in labels}
         report_progress("slice range", 1, 1)
     ranged, ranges = apply_slice_range(labels, ranges=given)
@@ -309,7 +299,7 @@ def _classify_ed_es(
         es = study.es_phase if study.es_phase is not None else min(lv, key=lambda t: lv[t])
         keys, ed_es = sorted({ed, es}), (ed, es)
     predicted = classifier.predict_study(study, keys)
-    classes = {t: [_SLICE_CLASS_NAMES[int(c)] for c in predicted[t].classes] for t in keys}
+    classes = {t: [SliceRange(int(c)).name for c in predicted[t].classes] for t in keys}
     borrowed = {t: min(keys, key=lambda k: abs(lv[t] - lv[k])) for t in labels if t not in classes}
     return classes, borrowed, ed_es
 
@@ -333,7 +323,7 @@ def _excluded_slices(
                 if mode == "classifier":
                     ref = borrowed.get(t, t)
                     name = classes[ref][z]
-                    reason = f"classifier: {name}, {_SLICE_CLASS_WORDS.get(name, 'outside the LV range')}"
+                    reason = f"classifier: {name}, {SliceRange[name].description}"
                     if ref != t:
                         reason += f" (range of phase {ref}, the nearer of ED and ES in LV volume)"
                 else:
