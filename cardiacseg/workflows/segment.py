@@ -26,7 +26,7 @@ from typing import IO, Any
 import numpy as np
 
 from cardiacseg.clinical.figures import plot_overlay, plot_volume_curve
-from cardiacseg.clinical.indices import CardiacIndices, compute_cardiac_indices
+from cardiacseg.clinical.indices import CardiacIndices, compute_cardiac_indices, detect_ed_es
 from cardiacseg.clinical.qc import quality_flags
 from cardiacseg.clinical.report import build_report, write_report
 from cardiacseg.clinical.slice_range import apply_slice_range, slice_range_from_classes
@@ -213,7 +213,7 @@ def segment_study(
         report_progress("slice range", 0, 1)
         classes, borrowed, ed_es = _classify_ed_es(slice_classifier, study, labels)
         ranges_ed_es = {t: slice_range_from_classes([SliceRange[c] for c in cs]) for t, cs in classes.items()}
-        given = {t: ranges_ed_es[borrowed.get(t, t)] for t in labels}
+        given = {t: ranges_ed_es[borrowed.get(t, t)] for t in labels if borrowed.get(t, t) in ranges_ed_es}
         report_progress("slice range", 1, 1)
     ranged, ranges = apply_slice_range(labels, ranges=given)
     counted = ranged if mode != "all" else labels
@@ -295,8 +295,13 @@ def _classify_ed_es(
     if study.n_phases == 1:
         keys, ed_es = [0], None
     else:
-        ed = study.ed_phase if study.ed_phase is not None else max(lv, key=lambda t: lv[t])
-        es = study.es_phase if study.es_phase is not None else min(lv, key=lambda t: lv[t])
+        if study.ed_phase is not None and study.es_phase is not None:
+            ed, es = study.ed_phase, study.es_phase
+        else:
+            try:
+                ed, es = detect_ed_es(labels)
+            except ValueError:  # no LV at all: no range to decide (the indices report the failure)
+                return {}, {}, None
         keys, ed_es = sorted({ed, es}), (ed, es)
     predicted = classifier.predict_study(study, keys)
     classes = {t: [SliceRange(int(c)).name for c in predicted[t].classes] for t in keys}
