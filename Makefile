@@ -13,7 +13,15 @@ DEMO_OUT ?= demo_output
 # the default run leaves out tests marked slow (long trainings, a second wheel build): `make test-slow`
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: demo test test-slow lint typecheck unit wheel-test venv clean
+# MONAI Label environment (docs/monai-label.md): its own venv, because MONAI Label needs torchvision, which
+# does not import beside the CPU torch 2.13 wheel; torch 2.14.1 + torchvision 0.29.1 come from local wheels.
+LABEL_VENV ?= .venv-label
+LABEL_PY := $(LABEL_VENV)/bin/python
+LABEL_STAMP := $(LABEL_VENV)/.cardiacseg-installed
+LABEL_TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+MONAILABEL_SPEC ?= monailabel==0.8.5
+
+.PHONY: demo test test-slow lint typecheck unit wheel-test venv clean label label-compat
 
 venv: $(STAMP)
 
@@ -23,6 +31,22 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install $(PIP_QUIET) -e ".[dev]"
 	$(PY) -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit('CUDA torch build installed; expected CPU' if torch.version.cuda else 0)"
 	touch $(STAMP)
+
+# Built once, then kept (the stamp); about 8 GB and 5-10 min from pip's cache on 2 cores.
+label: $(LABEL_STAMP)
+
+$(LABEL_STAMP): setup.cfg pyproject.toml requirements/label-constraints.txt
+	test -x $(LABEL_PY) || $(PYTHON) -m venv $(LABEL_VENV)
+	$(LABEL_PY) -m pip install $(PIP_QUIET) $(LABEL_TORCH_SPEC)
+	$(LABEL_PY) -m pip install $(PIP_QUIET) "$(MONAILABEL_SPEC)" -e . pytest -c requirements/label-constraints.txt
+	$(LABEL_PY) -m pip check
+	$(LABEL_PY) -c "import monailabel, torchvision, numpy, pydicom, cardiacseg.label.app; \
+	print('MONAI Label', monailabel.__version__, 'numpy', numpy.__version__, 'pydicom', pydicom.__version__)"
+	touch $(LABEL_STAMP)
+
+# cardiacseg under MONAI Label's versions (numpy 1.26, pydicom 2.4): the DICOM/NIfTI reader tests
+label-compat: $(LABEL_STAMP)
+	$(LABEL_PY) -m pytest -q -p no:cacheprovider tests/io -m "not slow"
 
 demo: $(STAMP)
 	$(VENV)/bin/cardiacseg demo --output $(DEMO_OUT) --overwrite
@@ -70,7 +94,8 @@ wheel-test: $(STAMP)
 	sys.exit(0 if r['slice_range_mode'] == 'classifier' and r['slice_classes'] else 'no slice classes')" "$$R"; \
 	echo "wheel-test: OK in $$(( $$(date +%s) - start )) s (demo and segment --slice-range classifier from a non-editable install)"
 
-test: lint typecheck unit wheel-test
+# the MONAI Label server test (tests/label) runs in `unit` once .venv-label exists
+test: lint typecheck label unit label-compat wheel-test
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow

@@ -209,6 +209,48 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0 if not summary["failed"] else 2
 
 
+def _cmd_label_datastore(args: argparse.Namespace) -> int:
+    _lean_monai()
+    from cardiacseg.workflows.label_datastore import write_label_datastore
+
+    def segment(study: CineStudyT) -> dict[int, Any]:
+        # loaded only for a study that does not name its ED and ES phases
+        from pathlib import Path
+
+        from cardiacseg.config import check_device
+        from cardiacseg.demo import shipped_bundle_path
+        from cardiacseg.inferers.predictor import SlicePredictor
+
+        if not predictors:
+            check_device(args.device)
+            bundle = Path(args.bundle) if args.bundle else shipped_bundle_path()
+            predictors.append(SlicePredictor.from_bundle(bundle, device=args.device))
+        return predictors[0].predict(study)
+
+    predictors: list[SlicePredictorT] = []
+    written = write_label_datastore(
+        args.inputs,
+        args.output,
+        phases=args.phases,
+        segment=segment,
+        with_labels=args.with_labels,
+        overwrite=args.overwrite,
+        progress=None if args.quiet else print,
+    )
+    n_labelled = sum(w.labelled for w in written)
+    print(f"wrote {len(written)} image(s) ({n_labelled} with labels) to {args.output}")
+    return 0
+
+
+def _cmd_label_app(args: argparse.Namespace) -> int:
+    from cardiacseg.workflows.label_app import write_label_app
+
+    app = write_label_app(args.app_dir, overwrite=args.overwrite)
+    print(f"wrote the MONAI Label app to {app}; serve it with:")
+    print(f"  monailabel start_server --app {app} --studies DATASTORE")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``cardiacseg`` argument parser.
 
@@ -321,6 +363,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
     ev.set_defaults(func=_cmd_evaluate)
+
+    lds = sub.add_parser(
+        "label-datastore",
+        help="write a MONAI Label datastore (one NIfTI per short-axis phase) from DICOM/NIfTI/ACDC studies",
+        description="Every study found in INPUT (as segment finds them) becomes 3D NIfTI images "
+        "<study>_t<NN>[_ED|_ES].nii.gz in OUTPUT; see docs/monai-label.md.",
+    )
+    lds.add_argument("inputs", nargs="+", metavar="INPUT")
+    lds.add_argument("--output", "-o", required=True, help="the datastore folder")
+    lds.add_argument(
+        "--phases",
+        choices=["ed-es", "all"],
+        default="ed-es",
+        help="ED and ES only (default; found with the shipped model when the study does not name them) "
+        "or every phase",
+    )
+    lds.add_argument(
+        "--with-labels",
+        action="store_true",
+        help="also write a study's own labels (ACDC _gt files) to labels/final as finished annotations",
+    )
+    lds.add_argument("--bundle", help="segmentation bundle used to find ED/ES (default: the shipped model)")
+    lds.add_argument("--device", default="cpu", help="torch device for finding ED/ES (default: cpu)")
+    lds.add_argument("--overwrite", action="store_true", help="replace images written before")
+    lds.add_argument("--quiet", action="store_true", help="no line per study")
+    lds.set_defaults(func=_cmd_label_datastore)
+
+    lapp = sub.add_parser(
+        "label-app",
+        help="write the cardiacseg MONAI Label app (infer, train, active learning) to a folder",
+        description="Writes APP_DIR/main.py and a copy of the segmentation bundle; serve it with "
+        "`monailabel start_server --app APP_DIR --studies DATASTORE` (see docs/monai-label.md).",
+    )
+    lapp.add_argument("app_dir", metavar="APP_DIR")
+    lapp.add_argument(
+        "--overwrite", action="store_true", help="rewrite an existing app (trained weights kept in history)"
+    )
+    lapp.set_defaults(func=_cmd_label_app)
     return parser
 
 

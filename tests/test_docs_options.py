@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = sorted((REPO / "docs").glob("*.md"))
 SHIPPED_INFERENCE = REPO / "cardiacseg" / "cardiac_cine_seg" / "configs" / "inference.json"
 
-HEADER = re.compile(r"^\|\s*`cardiacseg (\w+)` option\s*\|\s*default\s*\|")
+HEADER = re.compile(r"^\|\s*`cardiacseg ([\w-]+)` option\s*\|\s*default\s*\|")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,22 @@ from cardiacseg.io.study import CineStudy
 __all__ = ["CineSliceInferer"]
 
 
+def _no_geometry(meta: dict[str, Any], b: int) -> bool:
+    """Whether batch item ``b`` comes from a NIfTI header that declares no geometry.
+
+    That is ``qform_code == sform_code == 0`` and unit ``pixdim[1:4]``: the rule of
+    :func:`cardiacseg.io.nifti.read_nifti_study` for an unknown spacing.
+    """
+    values = []
+    for key, item_ndim in (("qform_code", 0), ("sform_code", 0), ("pixdim", 1)):
+        if key not in meta:
+            return False
+        v = np.asarray(torch.as_tensor(meta[key]).cpu(), np.float64)
+        values.append(np.ravel(v[b] if v.ndim > item_ndim else v))  # batched meta has a leading B axis
+    q, s, pixdim = values
+    return bool(q[0] == 0 and s[0] == 0 and pixdim.size >= 4 and np.allclose(pixdim[1:4], 1.0))
+
+
 class CineSliceInferer(Inferer):
     """Slice-wise inference of one short-axis stack per batch item, as ``cardiacseg segment`` does it.
 
@@ -40,9 +56,11 @@ class CineSliceInferer(Inferer):
 
     Inputs are ``(B, 1, X, Y, Z)`` tensors in NIfTI voxel order (what MONAI's ``LoadImaged`` +
     ``EnsureChannelFirstd`` give for a 3D NIfTI short-axis stack: one cardiac phase). The spacing is read
-    from the :class:`~monai.data.MetaTensor` affine; a plain tensor has unknown spacing and is handled like
-    a study of unknown spacing (:func:`~cardiacseg.inferers.assumed_pixel_spacing`). The output is
-    ``(B, 4, X, Y, Z)`` float32 softmax probabilities (background, LV, MYO, RV) on the input grid, a
+    from the :class:`~monai.data.MetaTensor` affine; a plain tensor, or a NIfTI whose header says it has
+    no geometry (``qform_code`` and ``sform_code`` both 0, as :func:`~cardiacseg.io.nifti.write_nifti`
+    writes an image of unknown spacing), is handled like a study of unknown spacing
+    (:func:`~cardiacseg.inferers.assumed_pixel_spacing`), exactly as ``cardiacseg segment`` reads it. The
+    output is ``(B, 4, X, Y, Z)`` float32 softmax probabilities (background, LV, MYO, RV) on the input grid, a
     MetaTensor carrying the input's affine and meta-data.
 
     Raises:
@@ -103,10 +121,11 @@ class CineSliceInferer(Inferer):
         device = next(network.parameters()).device
         predictor = SlicePredictor(network, device=device, **self.settings)
         affine = inputs.affine if isinstance(inputs, MetaTensor) else None
+        meta: dict[str, Any] = dict(inputs.meta) if isinstance(inputs, MetaTensor) else {}
         outs = []
         for b in range(inputs.shape[0]):
             aff = None
-            if affine is not None:
+            if affine is not None and not _no_geometry(meta, b):
                 aff = np.asarray(torch.as_tensor(affine[b] if affine.ndim == 3 else affine).cpu(), np.float64)
             image = np.asarray(torch.as_tensor(inputs[b, 0]).detach().float().cpu().numpy())  # (X, Y, Z)
             study = CineStudy(

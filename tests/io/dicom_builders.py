@@ -18,6 +18,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -464,8 +465,45 @@ def write_enhanced_mr(
         ds.compress(tsyntax, stack, generate_instance_uid=False)
         ds.LossyImageCompression = "00"
     dst_file.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(dst_file, enforce_file_format=True)
+    save_dicom(ds, dst_file)
     return dst_file
+
+
+PYDICOM3 = int(pydicom.__version__.split(".")[0]) >= 3
+"""pydicom 3 here; the MONAI Label environment (``make label``) pins pydicom 2.4, where the same tests run."""
+
+
+def save_dicom(
+    ds: Dataset,
+    dst: Path | BytesIO,
+    *,
+    file_format: bool = True,
+    implicit_vr: bool | None = None,
+    little_endian: bool | None = None,
+) -> None:
+    """``ds.save_as`` under pydicom 3 (``enforce_file_format``) and 2.4 (``write_like_original``).
+
+    Args:
+        ds: the data set.
+        dst: file path or buffer.
+        file_format: write the preamble and File Meta (DICOM Part 10 file); ``False`` writes what is there.
+        implicit_vr: encoding of the data set (default: from the File Meta transfer syntax).
+        little_endian: byte order (default: from the File Meta transfer syntax).
+    """
+    if PYDICOM3:
+        kwargs: dict[str, bool] = {"enforce_file_format": file_format}
+        if implicit_vr is not None:
+            kwargs["implicit_vr"] = implicit_vr
+        if little_endian is not None:
+            kwargs["little_endian"] = little_endian
+        ds.save_as(dst, **kwargs)
+        return
+    tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    ds.is_implicit_VR = implicit_vr if implicit_vr is not None else bool(tsyntax and tsyntax.is_implicit_VR)
+    ds.is_little_endian = (
+        little_endian if little_endian is not None else not tsyntax or tsyntax.is_little_endian
+    )
+    ds.save_as(dst, write_like_original=not file_format)
 
 
 def _opt_float(ds: Dataset, keyword: str) -> float | None:
@@ -507,7 +545,7 @@ def write_without_preamble(src: Path, dst: Path) -> Path:
         ds.preamble = None
         ds.file_meta = FileMetaDataset()
         _drop_group_lengths(ds)
-        ds.save_as(dst / f.name, implicit_vr=True, little_endian=True, enforce_file_format=False)
+        save_dicom(ds, dst / f.name, file_format=False, implicit_vr=True, little_endian=True)
     return dst
 
 
@@ -548,7 +586,7 @@ def write_series_per_slice(src: Path, dst: Path) -> Path:
         for t, im in enumerate(group, start=1):
             ds = _renumbered(im.ds, series_uid, k, t)
             ds.SeriesDescription = f"sax_{k}"
-            ds.save_as(folder / f"IM-{k:04d}-{t:04d}.dcm", enforce_file_format=True)
+            save_dicom(ds, folder / f"IM-{k:04d}-{t:04d}.dcm")
     return dst
 
 
@@ -581,7 +619,7 @@ def write_single_phase_stack(src: Path, dst: Path, series_number: int = 100, *, 
         for keyword in ("SeriesTime", "AcquisitionTime", "ContentTime"):
             if ds.get(keyword):
                 ds[keyword].value = _later(str(ds[keyword].value), minutes=20)
-        ds.save_as(dst / f"lge_{k}.dcm", enforce_file_format=True)
+        save_dicom(ds, dst / f"lge_{k}.dcm")
     return dst
 
 

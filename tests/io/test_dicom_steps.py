@@ -22,6 +22,7 @@ from cardiacseg.io.dicom import (
     read_dicom_cine,
 )
 from cardiacseg.io.study import CurationReport
+from tests.io.dicom_builders import save_dicom
 
 STUDY_UID = generate_uid()
 
@@ -62,7 +63,7 @@ def _write(
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.PixelData = np.full((4, 4), value, np.uint16).tobytes()
     path = folder / name
-    ds.save_as(path, enforce_file_format=True)
+    save_dicom(ds, path)
     return path
 
 
