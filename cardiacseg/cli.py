@@ -183,6 +183,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         slice_range=args.slice_range,
         slice_classifier=_slice_classifier(args) if args.slice_range == "classifier" else None,
         figures=not args.no_figures,
+        dicom_seg=args.dicom_seg,
+        dicom_sr=args.dicom_sr,
     )
     print(
         f"segmented {len(result.done)}, skipped {len(result.skipped)} (already done), "
@@ -340,6 +342,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--slice-classifier",
         metavar="BUNDLE",
         help="slice-range classifier bundle for --slice-range classifier (default: the shipped one)",
+    )
+    seg.add_argument(
+        "--dicom-seg",
+        action="store_true",
+        help="also write a DICOM Segmentation per phase (dicom_seg/, one SEG series referencing the source "
+        "images; DICOM input only; needs highdicom)",
+    )
+    seg.add_argument(
+        "--dicom-sr",
+        action="store_true",
+        help="also write a DICOM SR measurement report (TID 1500, dicom_sr.dcm) referencing the SEG (implies "
+        "--dicom-seg)",
     )
     seg.add_argument("--no-figures", action="store_true", help="do not write the PNGs")
     seg.add_argument("--overwrite", action="store_true", help="re-segment finished studies")

@@ -850,8 +850,24 @@ def check_slice_spacing(
     return spacing_z
 
 
+#: JPEG-LS Lossless and Near-Lossless: decoded by GDCM only. pyjpegls (CharLS 2.4), which highdicom
+#: installs, takes 7-13 s to reject a truncated frame (docs/inputs.md); pydicom would try it after GDCM.
+_GDCM_ONLY_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
+
+
+def _decoder_options(ds: Dataset) -> None:
+    """Pin JPEG-LS decoding to GDCM where pydicom 3 allows choosing the plugin (not in pydicom 2.4)."""
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
+    if syntax in _GDCM_ONLY_SYNTAXES and hasattr(ds, "pixel_array_options"):
+        from importlib.util import find_spec
+
+        if find_spec("gdcm") is not None:
+            ds.pixel_array_options(decoding_plugin="gdcm")
+
+
 def _pixels(frame: DicomFrame) -> FloatArray:
     try:
+        _decoder_options(frame.ds)
         arr = frame.ds.pixel_array
         if frame.frame_index is not None:
             arr = arr[frame.frame_index]

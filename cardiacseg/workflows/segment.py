@@ -140,6 +140,8 @@ def segment_study(
     figures: bool = True,
     progress: StudyProgress | None = None,
     slice_classifier: SliceRangeClassifier | None = None,
+    dicom_seg: bool = False,
+    dicom_sr: bool = False,
 ) -> dict[str, Any]:
     """Segment a DICOM folder, ACDC folder or NIfTI file; write labels, ``report.json/csv`` and PNGs.
 
@@ -170,6 +172,10 @@ def segment_study(
         figures: write ``montage.png`` (ED/ES overlays) and ``volumes.png`` (LV/RV volume curve).
         progress: called as ``progress(stage, done, total)`` while the study is read, predicted (after
             each network batch, counting slices) and written (:data:`StudyProgress`); ``None``: silent.
+        dicom_seg: also write a DICOM Segmentation per phase (``dicom_seg/seg_t<NN>[_ED|_ES].dcm``, one SEG
+            series, :func:`~cardiacseg.io.dicom_seg.write_dicom_seg`) referencing the source images.
+        dicom_sr: also write the DICOM SR measurement report ``dicom_sr.dcm`` (TID 1500,
+            :func:`~cardiacseg.io.dicom_sr.write_dicom_sr`); implies the SEG it references.
         slice_classifier: the slice-range classifier (needed for ``slice_range="classifier"``; with
             another mode it is not used).
 
@@ -179,7 +185,8 @@ def segment_study(
     Raises:
         FileExistsError: outputs exist and ``overwrite`` is False.
         ValueError: unreadable input (the message names the file); ``slice_range="classifier"`` without
-            a classifier; an unknown ``slice_range``.
+            a classifier; an unknown ``slice_range``; ``dicom_seg``/``dicom_sr`` for a study not read
+            from DICOM, or without highdicom.
 
     Example:
         >>> segment_study("dicoms/SCD0000101", "out/SCD0000101", predictor)  # doctest: +SKIP
@@ -198,6 +205,9 @@ def segment_study(
         study = input_path.read()
     else:
         study = read_study(input_path)
+    dicom = "sr" if as_bool(dicom_sr) else "seg" if as_bool(dicom_seg) else ""
+    if dicom:
+        _check_dicom_output(study, dicom)
     out = Path(output_dir)
     if not overwrite:
         for name in STUDY_OUTPUTS:
@@ -252,7 +262,7 @@ def segment_study(
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     try:
-        _write_outputs(out, study, labels, indices, report, written, overwrite, figures, identity)
+        _write_outputs(out, study, labels, indices, report, written, overwrite, figures, identity, dicom)
     except BaseException:
         for p in written:
             p.unlink(missing_ok=True)
@@ -358,6 +368,7 @@ def _write_outputs(
     overwrite: bool,
     figures: bool,
     identity: ModelIdentity,
+    dicom: str = "",
 ) -> None:
     """Write the study's outputs, appending each written path to ``written``; ``report.json`` last."""
     footer = identity.summary()
@@ -394,7 +405,77 @@ def _write_outputs(
                     footer=footer,
                 )
             )
+    if dicom:
+        report["dicom_outputs"] = _write_dicom_outputs(
+            out, study, labels, indices, identity, dicom, overwrite, written
+        )
     written += write_report(out, report, overwrite=overwrite, csv_header=model_csv_header(identity.to_dict()))
+
+
+def _check_dicom_output(study: CineStudy, kind: str) -> None:
+    """Refuse DICOM SEG/SR output before any work when it cannot be written."""
+    from cardiacseg.io.dicom_seg import require_highdicom
+
+    option = "--dicom-sr" if kind == "sr" else "--dicom-seg"
+    if study.source_files is None:
+        raise ValueError(
+            f"{study.source}: {option} needs a study read from DICOM images (a SEG/SR references them); "
+            "this one was read from NIfTI/HDF5"
+        )
+    require_highdicom()
+
+
+def _algorithm(identity: ModelIdentity) -> tuple[str, str]:
+    """Algorithm name and version for DICOM: package, bundle and the first weights' SHA-256 prefix."""
+    name = f"cardiacseg {identity.bundle_name or 'model'}"
+    sha = identity.weights[0].sha256[:12] if identity.weights else "unknown"
+    version = f"{identity.package_version} bundle {identity.bundle_version or '-'} weights {sha}"
+    return name, version
+
+
+def _write_dicom_outputs(
+    out: Path,
+    study: CineStudy,
+    labels: dict[int, LabelArray],
+    indices: CardiacIndices,
+    identity: ModelIdentity,
+    kind: str,
+    overwrite: bool,
+    written: list[Path],
+) -> dict[str, Any]:
+    """Write the SEG of every phase (and the SR); return what ``report.json`` records of them."""
+    from cardiacseg.io.dicom_seg import write_dicom_seg
+    from cardiacseg.io.dicom_sr import write_dicom_sr
+
+    name, version = _algorithm(identity)
+    roles = {indices.es_phase: "ES", indices.ed_phase: "ED"} if study.n_phases > 1 else {}
+    seg = write_dicom_seg(study, labels, out / "dicom_seg", name, version, roles=roles, overwrite=overwrite)
+    written += list(seg.files.values())
+    record: dict[str, Any] = {
+        "seg_series_instance_uid": seg.series_instance_uid,
+        "seg_files": {str(t): str(f.relative_to(out)) for t, f in seg.files.items()},
+        "notes": list(seg.notes),
+    }
+    if kind == "sr" and study.n_phases > 1:
+        values = {k: getattr(indices, k) for k in ("lv_edv_ml", "lv_esv_ml", "lv_sv_ml", "lv_ef_percent")}
+        values |= {k: getattr(indices, k) for k in ("lv_mass_g", "rv_edv_ml", "rv_esv_ml", "rv_sv_ml")}
+        values["rv_ef_percent"] = indices.rv_ef_percent
+        sr = write_dicom_sr(
+            study,
+            values,
+            indices.ed_phase,
+            indices.es_phase,
+            seg,
+            out / "dicom_sr.dcm",
+            name,
+            version,
+            overwrite,
+        )
+        written.append(sr)
+        record["sr_file"] = str(sr.relative_to(out))
+    elif kind == "sr":
+        record["notes"].append("no DICOM SR: a single phase has no EDV/ESV/EF")
+    return record
 
 
 #: Indices that need ED and ES; cleared for single-phase input.
