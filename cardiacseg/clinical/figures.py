@@ -252,10 +252,27 @@ def plot_volume_curve(
     ax.plot(x, series("lv"), "-o", ms=3, color=LABEL_COLOURS[CardiacLabel.LV], label="LV blood pool")
     if any(r.rv_voxels for r in rows):
         ax.plot(x, series("rv"), "-o", ms=3, color=LABEL_COLOURS[CardiacLabel.RV], label="RV blood pool")
-    for t, name in ((indices.ed_phase, "ED"), (indices.es_phase, "ES")):
+    marks = [
+        (indices.ed_phase, "ED"),
+        (indices.es_phase, "ES" if indices.rv_es_phase == indices.es_phase else "LV ES"),
+    ]
+    if indices.rv_es_phase != indices.es_phase:
+        marks.append((indices.rv_es_phase, "RV ES"))
+    by_phase = {r.phase: i for i, r in enumerate(rows)}
+    for t, name in marks:
         xt = phase_times_ms[t] if phase_times_ms is not None else t
-        ax.axvline(xt, color="0.4", ls="--", lw=0.8)
-        ax.text(xt, ax.get_ylim()[1], f" {name}", va="top", fontsize=8)
+        ax.axvline(xt, color="0.4" if name != "RV ES" else LABEL_COLOURS[CardiacLabel.RV], ls="--", lw=0.8)
+        low = name == "RV ES"  # at the bottom, beside the RV curve, so that it never covers "LV ES"
+        ax.text(xt, ax.get_ylim()[0 if low else 1], f" {name}", va="bottom" if low else "top", fontsize=8)
+    # EDV and ESV as filled points on the curves (the LV's at ED and LV ES, the RV's at ED and RV ES)
+    lv, rv = series("lv"), series("rv")
+    for t in (indices.ed_phase, indices.es_phase):
+        ax.plot(x[by_phase[t]], lv[by_phase[t]], "o", ms=7, mfc="none", mec=LABEL_COLOURS[CardiacLabel.LV])
+    if any(r.rv_voxels for r in rows):
+        for t in (indices.ed_phase, indices.rv_es_phase):
+            ax.plot(
+                x[by_phase[t]], rv[by_phase[t]], "o", ms=7, mfc="none", mec=LABEL_COLOURS[CardiacLabel.RV]
+            )
     ax.set_xlabel("trigger time (ms)" if phase_times_ms is not None else "phase")
     ax.set_ylabel(f"volume ({unit})")
     ef = indices.lv_ef_percent

@@ -61,7 +61,10 @@ class CardiacIndices:
     """The numbers a clinic reports for one study.
 
     Attributes:
-        ed_phase, es_phase: indices into the ``T`` axis.
+        ed_phase, es_phase: indices into the ``T`` axis (ES: the LV's).
+        rv_es_phase: RV end-systole, the labelled phase (other than ED) with the smallest RV volume; the RV
+            may reach it in another frame than the LV (SCMR post-processing recommendations, Schulz-Menger
+            et al., JCMR 2020). RV ESV, SV and EF are taken there; RV ED is the LV's ED.
         ed_es_source: ``"given"`` (from the data source or the caller) or ``"detected"`` (largest /
             smallest LV volume among labelled phases).
         volumes_available: False when spacing is unknown.
@@ -83,6 +86,7 @@ class CardiacIndices:
 
     ed_phase: int
     es_phase: int
+    rv_es_phase: int
     ed_es_source: Literal["given", "detected"]
     volumes_available: bool
     lv_edv_ml: float | None
@@ -247,7 +251,6 @@ def compute_cardiac_indices(
     if lv_ef is None:
         unavailable["lv_ef_percent"] = "no LV at end-diastole"
     has_rv = ed.rv_voxels > 0
-    rv_ef = _ef(ed.rv_voxels, es.rv_voxels) if has_rv else None
     if not has_rv:
         for key in ("rv_edv_ml", "rv_esv_ml", "rv_sv_ml", "rv_ef_percent"):
             unavailable.setdefault(key, "no RV label at end-diastole")
@@ -259,11 +262,20 @@ def compute_cardiac_indices(
         return x if have_volumes else None
 
     lv_edv, lv_esv = vol(ed.lv_ml), vol(es.lv_ml)
+    # RV end-systole at the RV's own smallest volume (SCMR post-processing recommendations, Schulz-Menger
+    # et al., JCMR 2020: the RV may reach end-systole in another frame than the LV); RV ED is the LV's
+    candidates = [t for t in by_phase if t != ed_phase]
+    rv_es_phase = (
+        min(candidates, key=lambda t: (by_phase[t].rv_voxels, t != es_phase, t)) if has_rv else es_phase
+    )
+    rv_es = by_phase[rv_es_phase]
+    rv_ef = _ef(ed.rv_voxels, rv_es.rv_voxels) if has_rv else None
     rv_edv = vol(ed.rv_ml) if has_rv else None
-    rv_esv = vol(es.rv_ml) if has_rv else None
+    rv_esv = vol(rv_es.rv_ml) if has_rv else None
     return CardiacIndices(
         ed_phase=int(ed_phase),
         es_phase=int(es_phase),
+        rv_es_phase=int(rv_es_phase),
         ed_es_source=source,
         volumes_available=have_volumes,
         lv_edv_ml=lv_edv,

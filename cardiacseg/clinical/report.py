@@ -47,6 +47,8 @@ def format_indices(indices: CardiacIndices) -> str:
 
     """
     lines = [f"ED phase {indices.ed_phase}, ES phase {indices.es_phase} ({indices.ed_es_source})"]
+    if indices.rv_es_phase != indices.es_phase:
+        lines[0] += f"; RV ES phase {indices.rv_es_phase} (the RV's own smallest volume)"
     for name, key, unit in _ROWS:
         value = getattr(indices, key)
         text = (

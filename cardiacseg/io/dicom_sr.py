@@ -81,6 +81,7 @@ def write_dicom_sr(
     algorithm_version: str,
     overwrite: bool = False,
     series_number: int = 9901,
+    rv_es_phase: int | None = None,
 ) -> Path:
     """Write the measurement report of one study.
 
@@ -96,6 +97,8 @@ def write_dicom_sr(
         algorithm_version: its version (package, bundle version and weights checksum).
         overwrite: replace an existing file.
         series_number: Series Number of the SR.
+        rv_es_phase: the RV's own end-systole (``CardiacIndices.rv_es_phase``), where RV ESV is measured;
+            default the LV's.
 
     Returns:
         The written file.
@@ -113,19 +116,19 @@ def write_dicom_sr(
 
     if study.source_files is None:
         raise ValueError(f"{study.source}: no source DICOM images: a DICOM SR needs them")
-    missing = [p for p in (ed_phase, es_phase) if p not in seg.files]
-    if missing:
-        raise ValueError(f"no DICOM SEG for phase(s) {missing}: write the SEG of ED and ES first")
     target = Path(out_file)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass overwrite to replace it")
-    phase = {"ED": ed_phase, "ES": es_phase}
-    segs = {role: hd.seg.segread(str(seg.files[t])) for role, t in phase.items()}
-    sources = {role: [sanitized_source(f) for f in study.source_files[t]] for role, t in phase.items()}
-    for role, datasets in sources.items():  # the SEG was written with the first slice's frame of reference
+    phase = {"ED": ed_phase, "ES": es_phase, "RV ES": es_phase if rv_es_phase is None else rv_es_phase}
+    missing = [p for p in phase.values() if p not in seg.files]
+    if missing:
+        raise ValueError(f"no DICOM SEG for phase(s) {missing}: write the SEG of ED and ES first")
+    seg_by_phase = {t: hd.seg.segread(str(seg.files[t])) for t in set(phase.values())}
+    sources = {t: [sanitized_source(f) for f in study.source_files[t]] for t in seg_by_phase}
+    for datasets in sources.values():  # the SEG was written with the first slice's frame of reference
         for ds in datasets:
             ds.FrameOfReferenceUID = datasets[0].FrameOfReferenceUID
-        del role
+    segs = {role: seg_by_phase[t] for role, t in phase.items()}
     algorithm = hd.sr.AlgorithmIdentification(name=algorithm_name[:64], version=algorithm_version[:64])
     groups: list[Any] = []
     for key, (value, scheme, meaning, unit, segment, role) in SR_CONCEPTS.items():
@@ -185,7 +188,7 @@ def write_dicom_sr(
         imaging_measurements=groups,
         title=codes.DCM.ImagingMeasurementReport,
     )
-    evidence = [*segs.values(), *sources["ED"], *sources["ES"]]
+    evidence = [*seg_by_phase.values(), *(ds for datasets in sources.values() for ds in datasets)]
     sr = hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=report,

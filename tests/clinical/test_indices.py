@@ -78,3 +78,26 @@ def test_per_slice_table_sums_to_volume() -> None:
     ed_rows = [r for r in rows if r["phase_name"] == "ED"]
     assert sum(r["lv_ml"] for r in ed_rows) == pytest.approx(idx.lv_edv_ml)  # type: ignore[misc]
     assert [r["slice"] for r in ed_rows] == list(range(study.n_slices))
+
+
+def test_rv_end_systole_is_the_rvs_own_smallest_volume() -> None:
+    """Three phases: LV smallest at phase 2, RV smallest at phase 1; volumes counted by hand."""
+    import numpy as np
+
+    from cardiacseg.clinical.indices import compute_cardiac_indices
+
+    def phase(lv: int, rv: int) -> np.ndarray:
+        lab = np.zeros((1, 10, 10), np.uint8)
+        lab.reshape(-1)[:lv] = 1
+        lab.reshape(-1)[50 : 50 + rv] = 3
+        return lab
+
+    labels = {0: phase(40, 30), 1: phase(30, 10), 2: phase(20, 15)}
+    idx = compute_cardiac_indices(labels, spacing_mm=(10.0, 1.0, 1.0))  # 10 mm^3 = 0.01 mL per voxel
+    assert (idx.ed_phase, idx.es_phase, idx.rv_es_phase) == (0, 2, 1)
+    assert idx.lv_ef_percent == 50.0
+    assert idx.rv_esv_ml == 0.1 and idx.rv_edv_ml == 0.3
+    assert idx.rv_ef_percent == 100 * (30 - 10) / 30
+    # only ED and ES labelled (ACDC): the RV's ES is the LV's
+    two = compute_cardiac_indices({0: phase(40, 30), 2: phase(20, 15)}, spacing_mm=(10.0, 1.0, 1.0))
+    assert two.rv_es_phase == 2 and two.rv_ef_percent == 50.0
