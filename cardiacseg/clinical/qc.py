@@ -8,9 +8,21 @@ Flags (``code``):
 - ``mirrored_image``: the reader found images whose orientation header points against the stack's.
 - ``single_slice``: one slice position (2D+t input): no volumes, mass or EF are reported.
 - ``missing_data``: the reader reported missing slices or phases, or uneven slice spacing.
+- ``implausible_volume``: LV or RV end-diastolic volume outside :data:`PLAUSIBLE_EDV_ML`.
+- ``implausible_mass``: LV mass outside :data:`PLAUSIBLE_LV_MASS_G`.
+- ``implausible_ed_es_interval``: in a cine of at least 10 phases, end-systole is not between 15 % and
+  70 % of the cycle after end-diastole (:data:`PLAUSIBLE_ES_FRACTION`).
 - ``volume_jump``: inside the LV at ED or ES, a slice's LV area departs from the mean of its two
   neighbours by more than :data:`JUMP_FRACTION` of the largest slice area (a missed slice, a slice
   shift, or a segmentation failure; the steep but smooth taper towards the apex does not fire).
+
+The plausibility limits catch failures, not disease: they lie far outside the values of real hearts, so
+that a dilated or hypertrophied heart never fires them. EDV: the 700 reference LV EDVs of the Kaggle Data
+Science Bowl 2015 (children and adults, ``../shared/data/kaggle_dsb_truth``) span 9.4-568.6 mL. LV mass and
+the ES timing limits are chosen, not published: no human LV weighs under 10 g beyond infancy or over
+700 g, and ventricular systole takes roughly a third of the cycle (a model that puts ES two phases
+after ED has failed). A one-epoch model that gave EDV 1464 mL, LV mass 1.2 g, EF 6.2 % with ED and ES
+two of 20 phases apart fires all three (``tests/clinical/test_slice_range_qc.py``).
 """
 
 from __future__ import annotations
@@ -27,10 +39,28 @@ from cardiacseg.enums import CardiacLabel, CurationKind
 from cardiacseg.io.study import CurationReport
 from cardiacseg.typing import LabelArray
 
-__all__ = ["JUMP_FRACTION", "QCFlag", "myo_encloses_lv", "quality_flags"]
+__all__ = [
+    "JUMP_FRACTION",
+    "PLAUSIBLE_EDV_ML",
+    "PLAUSIBLE_ES_FRACTION",
+    "PLAUSIBLE_LV_MASS_G",
+    "QCFlag",
+    "myo_encloses_lv",
+    "plausibility_flags",
+    "quality_flags",
+]
 
 #: Threshold of the ``volume_jump`` flag (fraction of the largest LV slice area).
 JUMP_FRACTION = 0.4
+
+#: Plausible end-diastolic volume of either ventricle, mL (``implausible_volume``).
+PLAUSIBLE_EDV_ML = (5.0, 700.0)
+
+#: Plausible LV mass, g (``implausible_mass``).
+PLAUSIBLE_LV_MASS_G = (10.0, 700.0)
+
+#: Plausible position of ES after ED, as a fraction of the cardiac cycle (``implausible_ed_es_interval``).
+PLAUSIBLE_ES_FRACTION = (0.15, 0.70)
 
 _MISSING = (CurationKind.MISSING_PHASE, CurationKind.MISSING_SLICE, CurationKind.UNEVEN_SLICE_SPACING)
 
@@ -152,10 +182,65 @@ def quality_flags(
     ef = indices.lv_ef_percent
     if ef is not None and not 5.0 <= ef <= 90.0:
         flags.append(QCFlag("implausible_ef", f"LV ejection fraction {ef:.1f} % is outside 5-90 %"))
+    flags += plausibility_flags(indices, n_phases=len(labels) if len(labels) > 2 else 0)
     if curation is not None:
         for issue in curation.issues:
             if issue.kind in _MISSING:
                 flags.append(QCFlag("missing_data", f"{issue.kind.value}: {issue.message}"))
             elif issue.kind == CurationKind.MIRRORED_IMAGE:
                 flags.append(QCFlag("mirrored_image", issue.message))
+    return flags
+
+
+def plausibility_flags(indices: CardiacIndices, n_phases: int = 0) -> list[QCFlag]:
+    """Flag volumes, mass and ED-ES timing outside what any real heart gives (see the module docstring).
+
+    Args:
+        indices: the study's indices.
+        n_phases: phases in the whole cardiac cycle (0: unknown, e.g. only ED and ES labelled; the timing
+            check then does not run).
+
+    Returns:
+        ``implausible_volume``, ``implausible_mass`` and ``implausible_ed_es_interval`` flags.
+
+    Example:
+        >>> from cardiacseg.clinical.indices import CardiacIndices
+        >>> idx = CardiacIndices(0, 2, 2, "detected", True, 1464.0, 1373.0, 91.0, 6.2, 1.2,
+        ...                      None, None, None, None)
+        >>> [f.code for f in plausibility_flags(idx, n_phases=20)]
+        ['implausible_volume', 'implausible_mass', 'implausible_ed_es_interval']
+
+    """
+    flags: list[QCFlag] = []
+    lo, hi = PLAUSIBLE_EDV_ML
+    for name, value in (("LV", indices.lv_edv_ml), ("RV", indices.rv_edv_ml)):
+        if value is not None and not lo <= value <= hi:
+            flags.append(
+                QCFlag(
+                    "implausible_volume",
+                    f"{name} end-diastolic volume {value:.1f} mL is outside {lo:g}-{hi:g} mL: check the "
+                    "segmentation and the voxel spacing",
+                    indices.ed_phase,
+                )
+            )
+    lo, hi = PLAUSIBLE_LV_MASS_G
+    if indices.lv_mass_g is not None and not lo <= indices.lv_mass_g <= hi:
+        flags.append(
+            QCFlag(
+                "implausible_mass",
+                f"LV mass {indices.lv_mass_g:.1f} g is outside {lo:g}-{hi:g} g: check the myocardium labels",
+                indices.ed_phase,
+            )
+        )
+    if n_phases >= 10:
+        fraction = ((indices.es_phase - indices.ed_phase) % n_phases) / n_phases
+        lo, hi = PLAUSIBLE_ES_FRACTION
+        if not lo <= fraction <= hi:
+            flags.append(
+                QCFlag(
+                    "implausible_ed_es_interval",
+                    f"end-systole (phase {indices.es_phase}) comes {fraction:.0%} of the cycle after "
+                    f"end-diastole (phase {indices.ed_phase}); expected {lo:.0%}-{hi:.0%}: check ED/ES",
+                )
+            )
     return flags

@@ -110,3 +110,28 @@ def test_predicted_slice_range_replaces_the_rule() -> None:
         apply_slice_range({0: stack}, ranges={0: (2, 4)})
     with pytest.raises(ValueError, match=r"\(Z,\)"):
         slice_range_from_classes(np.zeros((2, 2)))
+
+
+def test_plausibility_flags_catch_the_one_epoch_failure_not_real_hearts(sunnybrook_dir: Path) -> None:
+    """The failure of issue 18 (EDV 1464 mL, mass 1.2 g, ES two of 20 phases after ED) fires all three
+    flags; the expert labels of both Sunnybrook heart-failure studies (EDV about 196 and 247 mL) fire none."""
+    from cardiacseg.clinical.indices import CardiacIndices, compute_cardiac_indices
+    from cardiacseg.clinical.qc import plausibility_flags
+    from cardiacseg.io.sunnybrook import read_sunnybrook_study
+
+    failed = CardiacIndices(0, 2, 2, "detected", True, 1464.0, 1373.0, 91.0, 6.2, 1.2, None, None, None, None)
+    assert [f.code for f in plausibility_flags(failed, n_phases=20)] == [
+        "implausible_volume",
+        "implausible_mass",
+        "implausible_ed_es_interval",
+    ]
+    assert (
+        plausibility_flags(failed, n_phases=0)[-1].code == "implausible_mass"
+    )  # timing unknown: not checked
+    for study_id, contours in (("SCD0000101", "SC-HF-I-1"), ("SCD0000201", "SC-HF-I-2")):
+        study = read_sunnybrook_study(
+            sunnybrook_dir / "dicoms" / study_id, sunnybrook_dir / "contourfiles" / contours
+        )
+        idx = compute_cardiac_indices(study)
+        assert idx.lv_edv_ml is not None and 150 < idx.lv_edv_ml < 300
+        assert plausibility_flags(idx, n_phases=study.n_phases) == [], study_id
