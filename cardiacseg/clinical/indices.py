@@ -266,7 +266,9 @@ def compute_cardiac_indices(
     # et al., JCMR 2020: the RV may reach end-systole in another frame than the LV); RV ED is the LV's
     candidates = [t for t in by_phase if t != ed_phase]
     rv_es_phase = (
-        min(candidates, key=lambda t: (by_phase[t].rv_voxels, t != es_phase, t)) if has_rv else es_phase
+        min(candidates, key=lambda t: (by_phase[t].rv_voxels, t != es_phase, t))
+        if has_rv and candidates
+        else es_phase
     )
     rv_es = by_phase[rv_es_phase]
     rv_ef = _ef(ed.rv_voxels, rv_es.rv_voxels) if has_rv else None
