@@ -12,6 +12,9 @@ Flags (``code``):
 - ``implausible_mass``: LV mass outside :data:`PLAUSIBLE_LV_MASS_G`.
 - ``implausible_ed_es_interval``: in a cine of at least 10 phases, end-systole is not between 15 % and
   70 % of the cycle after end-diastole (:data:`PLAUSIBLE_ES_FRACTION`).
+- ``uncertain_segmentation``: the study's predictive entropy (the larger of ED and ES, mean over the heart
+  region, :func:`~cardiacseg.metrics.uncertainty.heart_region_entropy`) exceeds
+  :data:`UNCERTAIN_ENTROPY_NATS` (calibrated in ``docs/benchmarks/uncertainty_qc.md``).
 - ``volume_jump``: inside the LV at ED or ES, a slice's LV area departs from the mean of its two
   neighbours by more than :data:`JUMP_FRACTION` of the largest slice area (a missed slice, a slice
   shift, or a segmentation failure; the steep but smooth taper towards the apex does not fire).
@@ -44,14 +47,19 @@ __all__ = [
     "PLAUSIBLE_EDV_ML",
     "PLAUSIBLE_ES_FRACTION",
     "PLAUSIBLE_LV_MASS_G",
+    "UNCERTAIN_ENTROPY_NATS",
     "QCFlag",
     "myo_encloses_lv",
     "plausibility_flags",
     "quality_flags",
+    "uncertainty_flags",
 ]
 
 #: Threshold of the ``volume_jump`` flag (fraction of the largest LV slice area).
 JUMP_FRACTION = 0.4
+
+#: Threshold of the ``uncertain_segmentation`` flag: mean heart-region predictive entropy, nats.
+UNCERTAIN_ENTROPY_NATS = 0.35
 
 #: Plausible end-diastolic volume of either ventricle, mL (``implausible_volume``).
 PLAUSIBLE_EDV_ML = (5.0, 700.0)
@@ -244,3 +252,34 @@ def plausibility_flags(indices: CardiacIndices, n_phases: int = 0) -> list[QCFla
                 )
             )
     return flags
+
+
+def uncertainty_flags(study_entropy_nats: float, indices: CardiacIndices) -> list[QCFlag]:
+    """Flag a study whose segmentation the model itself is unsure of.
+
+    Args:
+        study_entropy_nats: the larger of the ED and ES heart-region predictive entropies
+            (:meth:`~cardiacseg.inferers.SlicePredictor.predict` with ``uncertainty``).
+        indices: the study's indices (for the phase named in the message).
+
+    Returns:
+        An ``uncertain_segmentation`` flag when the entropy exceeds :data:`UNCERTAIN_ENTROPY_NATS`.
+
+    Example:
+        >>> from cardiacseg.clinical.indices import CardiacIndices
+        >>> idx = CardiacIndices(0, 1, 1, "given", False, None, None, None, 60.0, None, None, None, None,
+        ...                      None)
+        >>> [f.code for f in uncertainty_flags(0.5, idx)], uncertainty_flags(0.1, idx)
+        (['uncertain_segmentation'], [])
+
+    """
+    if study_entropy_nats <= UNCERTAIN_ENTROPY_NATS:
+        return []
+    return [
+        QCFlag(
+            "uncertain_segmentation",
+            f"the model is unsure of this study (predictive entropy {study_entropy_nats:.3f} nats in the "
+            f"heart region, above {UNCERTAIN_ENTROPY_NATS}): review the contours at ED "
+            f"(phase {indices.ed_phase}) and ES (phase {indices.es_phase})",
+        )
+    ]

@@ -693,12 +693,20 @@ class SlicePredictor:
             for k in range(group.shape[0]):
                 yield sel[g0 + k], np.ascontiguousarray(np.transpose(arr_p[k], (0, 3, 2, 1)))
 
-    def predict(self, study: CineStudy, phases: Sequence[int] | None = None) -> dict[int, LabelArray]:
+    def predict(
+        self,
+        study: CineStudy,
+        phases: Sequence[int] | None = None,
+        uncertainty: dict[int, float] | None = None,
+    ) -> dict[int, LabelArray]:
         """Label maps (argmax of the probabilities) on the input grid.
 
         Args:
             study: the study.
             phases: phases to segment (default: all).
+            uncertainty: when given, filled with each phase's mean predictive entropy in the heart region
+                (:func:`~cardiacseg.metrics.uncertainty.heart_region_entropy`, nats; with TTA the
+                probabilities are the views' mean, so the views' disagreement counts).
 
         Returns:
             ``{phase: (Z, Y, X) uint8}`` with internal labels.
@@ -709,6 +717,10 @@ class SlicePredictor:
         """
         out = {}
         for t, p in self._iter_probabilities(study, phases):  # probabilities of all phases never held at once
+            if uncertainty is not None:
+                from cardiacseg.metrics.uncertainty import heart_region_entropy
+
+                uncertainty[t] = heart_region_entropy(p)
             lab = np.argmax(p, axis=0).astype(np.uint8)
             out[t] = lab if self.postprocess is None else self.postprocess(lab, study.spacing_mm)
         return out

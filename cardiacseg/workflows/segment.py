@@ -27,7 +27,7 @@ import numpy as np
 
 from cardiacseg.clinical.figures import plot_overlay, plot_volume_curve
 from cardiacseg.clinical.indices import CardiacIndices, compute_cardiac_indices, detect_ed_es
-from cardiacseg.clinical.qc import quality_flags
+from cardiacseg.clinical.qc import quality_flags, uncertainty_flags
 from cardiacseg.clinical.report import build_report, write_report
 from cardiacseg.clinical.slice_range import apply_slice_range, slice_range_from_classes
 from cardiacseg.config import as_bool
@@ -213,7 +213,8 @@ def segment_study(
         for name in STUDY_OUTPUTS:
             if (out / name).exists():
                 raise FileExistsError(f"{out / name} exists; pass overwrite=True (--overwrite) to replace it")
-    labels = _predict(predictor, study, report_progress)
+    entropy: dict[int, float] = {}
+    labels = _predict(predictor, study, report_progress, entropy)
     classes: dict[int, list[str]] = {}
     given: dict[int, tuple[int, int] | None] | None = None
     borrowed: dict[int, int] = {}
@@ -239,6 +240,8 @@ def segment_study(
         ) from exc
     predicted = replace(predicted, ed_phase=indices.ed_phase, es_phase=indices.es_phase)
     flags = quality_flags(labels, indices, study.curation)
+    study_entropy = max(entropy[t] for t in {indices.ed_phase, indices.es_phase})
+    flags += uncertainty_flags(study_entropy, indices)
     model = identity.to_dict()
     settings = {  # kept for readers of earlier reports; "model" has these and more
         "ensemble_size": len(predictor.networks),
@@ -255,6 +258,12 @@ def segment_study(
         "slices_excluded": _excluded_slices(mode, study.n_slices, ranges, classes, borrowed),
         **({"slice_classes": {str(t): cs for t, cs in classes.items()}} if classes else {}),
         "qc_flags": [f.to_dict() for f in flags],
+        "uncertainty": {
+            "heart_region_entropy_nats": {str(t): round(v, 5) for t, v in sorted(entropy.items())},
+            "study_entropy_nats": round(study_entropy, 5),
+            "rule": "mean predictive entropy (TTA mean) in the heart region; the study's is the larger "
+            "of ED and ES",
+        },
     }
     report = build_report(predicted, indices, extra)
     # everything is computed: now write, and leave nothing half-written behind if a write fails
@@ -348,12 +357,17 @@ def _excluded_slices(
     return out
 
 
-def _predict(predictor: SlicePredictor, study: CineStudy, progress: StudyProgress) -> dict[int, LabelArray]:
+def _predict(
+    predictor: SlicePredictor,
+    study: CineStudy,
+    progress: StudyProgress,
+    uncertainty: dict[int, float] | None = None,
+) -> dict[int, LabelArray]:
     """``predictor.predict(study)``, forwarding its per-batch progress as the ``"predict"`` stage."""
     before = predictor.progress
     predictor.progress = lambda done, total: progress("predict", done, total)
     try:
-        return predictor.predict(study)
+        return predictor.predict(study, uncertainty=uncertainty)
     finally:
         predictor.progress = before
 
