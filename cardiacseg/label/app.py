@@ -67,6 +67,17 @@ class CineDatastore(LocalDatastore):
         saved: str = super().save_label(image_id, label_filename, label_tag, label_info)
         return saved
 
+    def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
+        """Check the upload is one short-axis phase (readable 3D NIfTI), then add it; else HTTP 422."""
+        from cardiacseg.workflows.label_datastore import check_datastore_image
+
+        try:
+            check_datastore_image(image_filename)
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=f"image {image_id!r} refused: {exc}") from exc
+        added: str = super().add_image(image_id, image_filename, image_info)
+        return added
+
 
 class CardiacSegApp(MONAILabelApp):
     """MONAI Label app serving the cardiacseg segmentation bundle found in ``app_dir/model/cardiac_cine_seg``.
@@ -114,7 +125,14 @@ class CardiacSegApp(MONAILabelApp):
         """Run inference; an unknown image id is HTTP 404 and an unreadable image HTTP 422, both named."""
         from cardiacseg.workflows.label_datastore import check_datastore_image
 
+        model = request.get("model")
+        if model not in self._infers:
+            raise HTTPException(
+                status_code=404, detail=f"no model {model!r} in this app (models: {sorted(self._infers)})"
+            )
         image = request.get("image")
+        if not image:
+            raise HTTPException(status_code=422, detail="no image: give ?image=<id> or upload a file")
         if isinstance(image, str):
             ds = datastore if datastore else self.datastore()
             if Path(image).exists():
@@ -133,6 +151,17 @@ class CardiacSegApp(MONAILabelApp):
                 shown = image if image in ds.list_images() else "the uploaded file"
                 raise HTTPException(status_code=422, detail=f"cannot segment {shown}: {exc}") from exc
         result: dict[str, Any] = super().infer(request, datastore)
+        return result
+
+    def next_sample(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Run an active-learning strategy; an unknown strategy is HTTP 404."""
+        strategy = request.get("strategy") or "random"
+        if strategy not in self._strategies:
+            raise HTTPException(
+                status_code=404,
+                detail=f"no strategy {strategy!r} in this app (strategies: {sorted(self._strategies)})",
+            )
+        result: dict[str, Any] = super().next_sample(request)
         return result
 
     def init_infers(self) -> dict[str, Any]:

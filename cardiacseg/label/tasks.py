@@ -141,6 +141,14 @@ class CineTransferTrainTask(BundleTrainTask):
             "validated on held-out studies; the best weights are then served"
         )
 
+    def stats(self) -> dict[str, Any]:
+        """Return the last train round's result (``GET /info/`` → ``train_stats``); empty before the first."""
+        runs = sorted((Path(self.bundle_path) / "models" / "transfer").glob("*/result.json"))
+        if not runs:
+            return {}
+        result: dict[str, Any] = json.loads(runs[-1].read_text())
+        return result
+
     def config(self) -> dict[str, Any]:
         """Options shown in the MONAI Label client's train panel."""
         return {"max_epochs": 30, "stage1_epochs": 10, "val_split": 0.2, "device": ["cpu", "cuda"]}
@@ -258,6 +266,14 @@ class UncertaintyScorer:
             self._predictor, self._sha = SlicePredictor.from_bundle(self.bundle_dir), sha
         return self._predictor, sha
 
+    def try_score(self, image_id: str, datastore: Datastore) -> float | None:
+        """Like :meth:`score`, but ``None`` (logged) for an image that cannot be read or no longer exists."""
+        try:
+            return self.score(image_id, datastore)
+        except (ValueError, OSError) as exc:
+            logger.warning(f"uncertainty: {image_id} skipped: {exc}")
+            return None
+
     def score(self, image_id: str, datastore: Datastore) -> float:
         """Return the image's score (cached in the datastore per weights checksum)."""
         from cardiacseg.io.discover import read_study
@@ -287,7 +303,8 @@ class CineUncertaintyScoring(ScoringMethod):
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
         """Score the unlabelled images; returns ``{"scores": {image id: entropy}}``."""
         ids = datastore.get_unlabeled_images(request.get("label_tag"), request.get("labels"))
-        return {"scores": {i: self.scorer.score(i, datastore) for i in ids}}
+        scores = {i: self.scorer.try_score(i, datastore) for i in ids}
+        return {"scores": {i: v for i, v in scores.items() if v is not None}}
 
 
 class CineUncertainty(Strategy):
@@ -306,7 +323,9 @@ class CineUncertainty(Strategy):
         ids = sorted(datastore.get_unlabeled_images(request.get("label_tag"), request.get("labels")))
         if not ids:
             return None
-        scores = {i: self.scorer.score(i, datastore) for i in ids}
-        best = max(ids, key=lambda i: (scores[i] if math.isfinite(scores[i]) else -1.0, i))
+        scores = {i: v for i in ids if (v := self.scorer.try_score(i, datastore)) is not None}
+        if not scores:
+            return None
+        best = max(scores, key=lambda i: (scores[i] if math.isfinite(scores[i]) else -1.0, i))
         logger.info(f"uncertainty strategy: {best} (entropy {scores[best]:.4f} of {len(ids)} unlabelled)")
         return {"id": best, "uncertainty": scores[best]}

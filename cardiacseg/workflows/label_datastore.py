@@ -124,7 +124,7 @@ def check_datastore_image(path: PathLike) -> tuple[int, int, int]:
 
 
 def check_datastore_label(label_path: PathLike, image_path: PathLike) -> None:
-    """Check that a label file fits its image: readable NIfTI, same ``(Z, Y, X)`` shape, values 0-3.
+    """Check a label file against its image: readable NIfTI, same ``(Z, Y, X)`` shape and affine, values 0-3.
 
     The values are cardiacseg's (0 background, 1 LV blood pool, 2 myocardium, 3 RV blood pool), the
     ``labels`` of the app's model info.
@@ -134,8 +134,8 @@ def check_datastore_label(label_path: PathLike, image_path: PathLike) -> None:
         image_path: the datastore image it labels.
 
     Raises:
-        ValueError: unreadable, another shape than the image, or values outside {0, 1, 2, 3} or not
-            integers; the message names the label file.
+        ValueError: unreadable, another shape or affine (within 0.01 mm) than the image, or values outside
+            {0, 1, 2, 3} or not integers; the message names the label file.
 
     Example:
         >>> check_datastore_label("upload.nii.gz", "datastore/p1_t00_ED.nii.gz")  # doctest: +SKIP
@@ -146,11 +146,18 @@ def check_datastore_label(label_path: PathLike, image_path: PathLike) -> None:
     from cardiacseg.io.nifti import read_nifti_array
 
     name = Path(label_path).name
-    label, _, _ = read_nifti_array(label_path)
+    label, label_affine, _ = read_nifti_array(label_path)
     image_shape = check_datastore_image(image_path)
     if label.shape != image_shape:
         raise ValueError(
             f"label {name}: shape (Z, Y, X) {label.shape} differs from the image's {image_shape}"
+        )
+    _, image_affine, _ = read_nifti_array(image_path)
+    if not np.allclose(label_affine, image_affine, atol=1e-2):
+        shift = float(np.abs(label_affine[:3, 3] - image_affine[:3, 3]).max())
+        raise ValueError(
+            f"label {name}: its geometry (affine) differs from the image's (origin off by up to "
+            f"{shift:.1f} mm): it would show displaced in a viewer"
         )
     values = np.unique(label)
     bad = [v for v in values.tolist() if v not in (0, 1, 2, 3)]
@@ -278,6 +285,14 @@ def write_label_datastore(
     if manifest_path.exists():
         manifest.images = json.loads(manifest_path.read_text()).get("images", {})
     written: list[DatastoreImage] = []
+    if not overwrite:  # refuse before any reading or model run (the ED/ES phases are not known yet)
+        for name, _ in pairs:
+            existing = sorted(out.glob(f"{name}_t[0-9]*.nii.gz"))
+            if existing:
+                raise FileExistsError(
+                    f"{existing[0]} exists (images of study {name!r} were written before); pass overwrite "
+                    "(--overwrite) to replace them"
+                )
     for name, source in pairs:
         study = source if isinstance(source, CineStudy) else source()
         chosen = choose_phases(study, phases, segment)

@@ -209,8 +209,30 @@ def test_malformed_requests_get_clear_errors_and_the_server_goes_on(server: Any,
             timeout=60,
         )
     assert r.status_code == 422 and "not cardiacseg labels" in r.json()["detail"]
+    shifted = tmp_path / "shifted.nii.gz"  # a label in another place than its image (50 mm off)
+    img = nib.load(str(image))
+    moved = img.affine.copy()
+    moved[:3, 3] += 50.0
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.uint8), moved), str(shifted))
+    with open(shifted, "rb") as f:
+        r = requests.put(
+            f"{url}/datastore/label",
+            params={"image": "patient009_t00_ED", "tag": "final"},
+            files={"label": ("shifted.nii.gz", f)},
+            timeout=60,
+        )
+    assert r.status_code == 422 and "affine" in r.json()["detail"]
+    with open(bad, "rb") as f:  # a corrupt image upload is not added to the datastore
+        r = requests.put(
+            f"{url}/datastore/image", params={"image": "bad_img"}, files={"file": ("b.nii.gz", f)}
+        )
+    assert r.status_code == 422
+    assert (
+        requests.post(f"{url}/infer/no_such_model", params={"image": "patient009_t00_ED"}).status_code == 404
+    )
+    assert requests.post(f"{url}/activelearning/no_such_strategy", json={}).status_code == 404
     stats = requests.get(f"{url}/datastore/", params={"output": "stats"}, timeout=30).json()
-    assert stats["completed"] == 0  # nothing refused was saved
+    assert stats["completed"] == 0 and stats["total"] == len(server["images"])  # nothing refused was saved
     assert requests.get(f"{url}/info/", timeout=30).status_code == 200
 
 
@@ -247,6 +269,8 @@ def test_save_labels_train_one_epoch_and_serve_the_new_weights(server: Any, tmp_
     assert status["status"] == "DONE", json.dumps(status)[-2000:]
     after = _weights_sha(url)
     assert after != before
+    stats = requests.get(f"{url}/info/", timeout=30).json()["train_stats"][MODEL]
+    assert stats["weights_sha256"] == after and stats["train_images"] + stats["validation_images"] == 4
     r = _infer(url, "patient009_t00_ED", "json")
     assert r.status_code == 200 and r.json()["weights_sha256"] == after
     server["report"]["train_round_trip_s"] = round(time.time() - t0, 1)

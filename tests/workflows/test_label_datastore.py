@@ -98,7 +98,9 @@ def test_label_checks_name_the_problem(tmp_path: Path) -> None:
     wrong_shape = write_nifti(tmp_path / "shape.nii.gz", np.zeros((2, 8, 8), np.uint8))
     with pytest.raises(ValueError, match=r"shape.nii.gz.*\(2, 8, 8\).*\(3, 8, 8\)"):
         check_datastore_label(wrong_shape, img)
-    values = write_nifti(tmp_path / "values.nii.gz", np.full((3, 8, 8), 4, np.uint8))
+    values = write_nifti(
+        tmp_path / "values.nii.gz", np.full((3, 8, 8), 4, np.uint8), spacing_mm=(8, 1.5, 1.5)
+    )
     with pytest.raises(ValueError, match=r"values \[4\]"):
         check_datastore_label(values, img)
     four_d = write_nifti(tmp_path / "cine.nii.gz", np.zeros((5, 3, 8, 8), np.float32))
@@ -155,3 +157,28 @@ def test_label_app_folder_and_trained_weights_are_kept(tmp_path: Path) -> None:
     kept = list((bundle / "models" / "history").glob("model_*.pt"))
     assert len(kept) == 1 and kept[0].read_bytes() == b"trained weights"
     assert (bundle / "models" / "model.pt").read_bytes() != b"trained weights"
+
+
+def test_a_label_elsewhere_than_its_image_is_refused(tmp_path: Path) -> None:
+    img = write_nifti(tmp_path / "img.nii.gz", np.zeros((3, 8, 8), np.float32), spacing_mm=(8, 1.5, 1.5))
+    aff = nib.load(str(img)).affine.copy()
+    aff[:3, 3] += 50.0
+    moved = write_nifti(tmp_path / "moved.nii.gz", np.zeros((3, 8, 8), np.uint8), affine=aff)
+    with pytest.raises(ValueError, match=r"moved.nii.gz: its geometry .* 50.0 mm"):
+        check_datastore_label(moved, img)
+
+
+def test_existing_images_stop_the_run_before_any_work(tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "p1_t03_ES.nii.gz").write_bytes(b"earlier")
+    calls = []
+
+    def segment(study: CineStudy) -> dict[int, np.ndarray]:
+        calls.append(1)
+        return {}
+
+    s = CineStudy(image=np.zeros((4, 2, 4, 4), np.float32))
+    with pytest.raises(FileExistsError, match=r"p1_t03_ES\.nii\.gz exists"):
+        write_label_datastore([("p1", s)], ds, segment=segment)
+    assert calls == [] and (ds / "p1_t03_ES.nii.gz").read_bytes() == b"earlier"
