@@ -47,7 +47,10 @@ def _dciodvfy_errors(path: Path) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("study_id", ["SCD0000101", "SCD0000201"])
+@pytest.mark.parametrize(
+    "study_id",
+    ["SCD0000101", pytest.param("SCD0000201", marks=pytest.mark.slow)],  # the second: `make test-slow`
+)
 def test_seg_and_sr_round_trip_on_sunnybrook(
     study_id: str, sunnybrook_dir: Path, tmp_path: Path, predictor: object
 ) -> None:
