@@ -50,6 +50,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
+from ignite.engine import Events
 from monai.transforms import RandRotate
 from monai.utils import set_determinism
 from torch import nn
@@ -291,6 +292,11 @@ def train_on_cache(
         seed=seed,
     )
     t = time.perf_counter()
+    if part != "head":
+        trainer.add_event_handler(
+            Events.EPOCH_COMPLETED,
+            lambda e: print(f"  epoch {e.state.epoch}: {time.perf_counter() - t:.1f} s", flush=True),
+        )
     trainer.run()
     set_determinism(None)
     return full, module.eval(), time.perf_counter() - t
@@ -361,6 +367,15 @@ def run_cv(
                 val_items = [{"image": x[0, i], "label": int(y[i])} for i in va]
                 probs[va] = predict_probabilities(module, val_items)
                 print(f"{key}: fold {k + 1} trained in {secs:.1f} s", flush=True)
+                # progress per fold, so that a run stopped early keeps what it measured
+                results.setdefault("cv_partial", {})[key] = {
+                    "folds_done": k + 1,
+                    "epochs": EPOCHS[part],
+                    "train_s_folds": [float(s) for s in train_s],
+                    "cpu": cpu_model(),
+                }
+                np.save(probs_dir / f"{name}_{opt}_{lr:g}_partial.npy", probs)
+                OUT_JSON.write_text(json.dumps(results, indent=1))
             res = score(probs, y, items)
             res.update(
                 candidate=name,
@@ -384,6 +399,9 @@ def run_cv(
             n_train = [int((~np.isin(pid, val)).sum()) * inputs.shape[0] for _, val in folds]
             res["train_items_per_epoch"] = int(np.mean(n_train))
             results["cv"][key] = res
+            results.get("cv_partial", {}).pop(key, None)
+            if not results.get("cv_partial", True):
+                del results["cv_partial"]
             np.save(probs_dir / f"{name}_{opt}_{lr:g}.npy", probs)
             a = res["argmax"]
             print(
