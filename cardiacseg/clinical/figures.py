@@ -100,6 +100,18 @@ def _heart_box(study: CineStudy, phases: Sequence[int], margin: int = 20) -> tup
     return slice(max(cy - side, 0), min(cy + side, h)), slice(max(cx - side, 0), min(cx + side, w))
 
 
+def _rv_right_of_lv(study: CineStudy, phases: Sequence[int]) -> bool:
+    """Whether the RV's mean column lies right of the LV's in the labelled phases (image columns)."""
+    lv_cols: list[np.ndarray] = []
+    rv_cols: list[np.ndarray] = []
+    for p in phases:
+        lab = np.asarray(study.labels[p])
+        lv_cols.append(np.nonzero(lab == CardiacLabel.LV)[2])
+        rv_cols.append(np.nonzero(lab == CardiacLabel.RV)[2])
+    lv, rv = np.concatenate(lv_cols), np.concatenate(rv_cols)
+    return bool(lv.size and rv.size and rv.mean() > lv.mean())
+
+
 def plot_overlay(
     study: CineStudy,
     path: PathLike,
@@ -109,6 +121,7 @@ def plot_overlay(
     overwrite: bool = False,
     max_slices: int = 8,
     footer: str = "",
+    rv_left: bool = False,
 ) -> Path:
     """Save a montage of label contours over the image: one row per phase, one column per slice.
 
@@ -123,6 +136,8 @@ def plot_overlay(
         max_slices: cap on the default number of columns.
         footer: small grey text along the bottom edge, wrapped to the figure width (e.g. the model
             identity: package version, bundle, weight hashes, TTA); ``""``: none.
+        rv_left: show every panel mirrored left-right when the RV lies right of the LV (the usual
+            short-axis display puts the RV on the viewer's left); the title says so when it happens.
 
     Returns:
         The written path.
@@ -153,6 +168,7 @@ def plot_overlay(
         idx = np.linspace(0, len(cand) - 1, min(max_slices, len(cand))).round().astype(int)
         slices = [cand[i] for i in sorted(set(idx.tolist()))]
     rs, cs = _heart_box(study, phases)
+    mirror = rv_left and _rv_right_of_lv(study, phases)
     fig, axes = plt.subplots(
         len(phases), len(slices), figsize=(2.2 * len(slices), 2.6 * len(phases) + 0.6), squeeze=False
     )
@@ -163,9 +179,11 @@ def plot_overlay(
         for c, z in enumerate(slices):
             ax = axes[r][c]
             img = study.image[p, z][rs, cs]
+            lab = study.labels[p][z][rs, cs]
+            if mirror:
+                img, lab = img[:, ::-1], lab[:, ::-1]
             lo, hi = np.percentile(img, [1, 99.5])
             ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
-            lab = study.labels[p][z][rs, cs]
             # Myocardium as its epicardial outline (LV + MYO region), then LV and RV on top.
             regions = {
                 CardiacLabel.MYO: (lab == CardiacLabel.MYO) | (lab == CardiacLabel.LV),
@@ -188,8 +206,8 @@ def plot_overlay(
         fontsize=8,
         frameon=False,
     )
-    if title:
-        fig.suptitle(title, fontsize=10)
+    if title or mirror:
+        fig.suptitle(title + ("  (mirrored left-right: RV on the left)" if mirror else ""), fontsize=10)
     # fixed margins (in inches): tight_layout costs ~0.1 s per figure
     fig.subplots_adjust(
         left=0.01, right=0.99, bottom=(0.32 + foot) / height, top=1 - 0.42 / height, wspace=0.04, hspace=0.12

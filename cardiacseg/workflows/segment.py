@@ -403,9 +403,11 @@ def _write_outputs(
             plot_overlay(
                 shown,
                 out / "montage.png",
+                slices=list(range(study.n_slices)),  # every slice: basal/apical errors are not hidden
                 title=f"{out.name}: model labels",
                 overwrite=overwrite,
                 footer=footer,
+                rv_left=True,
             )
         )
         if study.n_phases > 1:

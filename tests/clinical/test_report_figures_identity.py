@@ -93,3 +93,19 @@ def test_volume_curve_footer(study: Any, tmp_path: Path, monkeypatch: pytest.Mon
     (ax,) = fig.axes
     assert box.x1 <= fig.bbox.width and box.y0 >= 0
     assert not box.overlaps(ax.get_tightbbox(renderer))  # axis labels and ticks included
+
+
+def test_montage_mirrors_only_when_the_rv_lies_right_of_the_lv(tmp_path: Path) -> None:
+    import numpy as np
+
+    from cardiacseg.clinical.figures import _rv_right_of_lv, plot_overlay
+    from cardiacseg.io.study import CineStudy
+
+    lab = np.zeros((1, 2, 16, 16), np.uint8)
+    lab[0, :, 6:10, 3:7] = 1  # LV on the left of the image ...
+    lab[0, :, 6:10, 9:13] = 3  # ... RV on the right: mirrored for display
+    study = CineStudy(image=np.random.default_rng(0).random((1, 2, 16, 16)).astype(np.float32))
+    right = study.with_labels({0: lab[0]})
+    left = study.with_labels({0: lab[0][:, :, ::-1].copy()})
+    assert _rv_right_of_lv(right, [0]) and not _rv_right_of_lv(left, [0])
+    assert plot_overlay(right, tmp_path / "m.png", rv_left=True).stat().st_size > 0
