@@ -128,30 +128,22 @@ def _segment_descriptions(hd: Any, algorithm_name: str, algorithm_version: str) 
         "algorithm_type": hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         "algorithm_identification": algorithm,
     }
+    # label value -> (category, type, anatomic region or None): the table of the module docstring
+    coding = {
+        CardiacLabel.LV: (codes.SCT.Tissue, codes.SCT.Blood, codes.SCT.LeftVentricle),
+        CardiacLabel.MYO: (codes.SCT.AnatomicalStructure, codes.SCT.LeftVentricleMyocardium, None),
+        CardiacLabel.RV: (codes.SCT.Tissue, codes.SCT.Blood, codes.SCT.RightVentricle),
+    }
     return [
         hd.seg.SegmentDescription(
-            segment_number=int(CardiacLabel.LV),
-            segment_label=SEGMENT_LABELS[int(CardiacLabel.LV)],
-            segmented_property_category=codes.SCT.Tissue,
-            segmented_property_type=codes.SCT.Blood,
-            anatomic_regions=[codes.SCT.LeftVentricle],
+            segment_number=int(label),
+            segment_label=SEGMENT_LABELS[int(label)],
+            segmented_property_category=category,
+            segmented_property_type=kind,
+            anatomic_regions=None if region is None else [region],
             **common,
-        ),
-        hd.seg.SegmentDescription(
-            segment_number=int(CardiacLabel.MYO),
-            segment_label=SEGMENT_LABELS[int(CardiacLabel.MYO)],
-            segmented_property_category=codes.SCT.AnatomicalStructure,
-            segmented_property_type=codes.SCT.LeftVentricleMyocardium,
-            **common,
-        ),
-        hd.seg.SegmentDescription(
-            segment_number=int(CardiacLabel.RV),
-            segment_label=SEGMENT_LABELS[int(CardiacLabel.RV)],
-            segmented_property_category=codes.SCT.Tissue,
-            segmented_property_type=codes.SCT.Blood,
-            anatomic_regions=[codes.SCT.RightVentricle],
-            **common,
-        ),
+        )
+        for label, (category, kind, region) in coding.items()
     ]
 
 

@@ -70,6 +70,17 @@ def _code(hd: Any, value: str, scheme: str, meaning: str) -> Any:
     return hd.sr.CodedConcept(value=value, scheme_designator=scheme, meaning=meaning)
 
 
+def _measurement(hd: Any, key: str, value: float, algorithm: Any) -> Any:
+    """TID 300 numeric measurement of one index of :data:`SR_CONCEPTS`."""
+    code, scheme, meaning, unit, _, _ = SR_CONCEPTS[key]
+    return hd.sr.Measurement(
+        name=_code(hd, code, scheme, meaning),
+        value=value,
+        unit=_code(hd, unit, "UCUM", _UNITS[unit]),
+        algorithm_id=algorithm,
+    )
+
+
 def write_dicom_sr(
     study: CineStudy,
     values: Mapping[str, float | None],
@@ -131,17 +142,12 @@ def write_dicom_sr(
     segs = {role: seg_by_phase[t] for role, t in phase.items()}
     algorithm = hd.sr.AlgorithmIdentification(name=algorithm_name[:64], version=algorithm_version[:64])
     groups: list[Any] = []
-    for key, (value, scheme, meaning, unit, segment, role) in SR_CONCEPTS.items():
+    for key, (_, _, meaning, _, segment, role) in SR_CONCEPTS.items():
         v = values.get(key)
         if v is None or segment is None:
             continue
         t = phase[role]
-        measurement = hd.sr.Measurement(
-            name=_code(hd, value, scheme, meaning),
-            value=float(v),
-            unit=_code(hd, unit, "UCUM", _UNITS[unit]),
-            algorithm_id=algorithm,
-        )
+        measurement = _measurement(hd, key, float(v), algorithm)
         groups.append(
             hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{meaning} ({role})"),
@@ -155,14 +161,9 @@ def write_dicom_sr(
             )
         )
     derived = [
-        hd.sr.Measurement(
-            name=_code(hd, value, scheme, meaning),
-            value=float(values[key]),  # type: ignore[arg-type]
-            unit=_code(hd, unit, "UCUM", _UNITS[unit]),
-            algorithm_id=algorithm,
-        )
-        for key, (value, scheme, meaning, unit, segment, _) in SR_CONCEPTS.items()
-        if segment is None and values.get(key) is not None
+        _measurement(hd, key, float(v), algorithm)
+        for key, concept in SR_CONCEPTS.items()
+        if concept[4] is None and (v := values.get(key)) is not None
     ]
     if derived:
         groups.append(

@@ -57,19 +57,6 @@ LABEL_COLORS_RGB: dict[str, tuple[int, int, int]] = {
 #: Key of the uncertainty score in the datastore's image info.
 UNCERTAINTY_INFO_KEY = "cardiacseg_uncertainty"
 
-_sha_cache: dict[tuple[str, float], str] = {}
-_sha_lock = threading.Lock()
-
-
-def weights_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a weights file, cached by path and modification time (a new file gets a new hash)."""
-    p = str(path)
-    key = (p, os.stat(p).st_mtime)
-    with _sha_lock:
-        if key not in _sha_cache:
-            _sha_cache[key] = file_sha256(p)
-        return _sha_cache[key]
-
 
 class CineSegInferTask(BundleInferTask):
     """Inference of the cardiac cine segmentation bundle (LV, MYO, RV), with names, colours and identity.
@@ -102,12 +89,12 @@ class CineSegInferTask(BundleInferTask):
         i: dict[str, Any] = super().info()
         i["label_colors"] = {k: list(v) for k, v in LABEL_COLORS_RGB.items()}
         i["label_descriptions"] = {s.key: STRUCTURE_DESCRIPTIONS[s] for s in STRUCTURES}
-        i["weights_sha256"] = weights_sha256(self.weights_path())
+        i["weights_sha256"] = file_sha256(self.weights_path())
         return i
 
     def __call__(self, request: dict[str, Any], callbacks: Any = None) -> tuple[Any, dict[str, Any]]:
         """Run inference; the result JSON names the software and the weights used."""
-        sha = weights_sha256(self.weights_path())
+        sha = file_sha256(self.weights_path())
         result_file, result_json = super().__call__(request, callbacks)
         result_json.update(
             cardiacseg_version=cardiacseg.__version__, bundle_version=self.version, weights_sha256=sha
@@ -174,7 +161,7 @@ class CineTransferTrainTask(BundleTrainTask):
         datalist_file = run_dir / "datalist.json"
         datalist_file.write_text(json.dumps({"training": train, "validation": val}, indent=1))
         served = bundle / "models" / "model.pt"
-        before = weights_sha256(served)
+        before = file_sha256(served)
         device = str(request.get("device", "cpu"))
         if device.startswith("cuda"):
             import torch
@@ -212,7 +199,7 @@ class CineTransferTrainTask(BundleTrainTask):
         tmp = served.with_name(f".{served.name}.{os.getpid()}.tmp")
         shutil.copyfile(best, tmp)
         os.replace(tmp, served)
-        after = weights_sha256(served)
+        after = file_sha256(served)
         result = {
             "train_images": len(train),
             "validation_images": len(val),
@@ -261,7 +248,7 @@ class UncertaintyScorer:
     def _current(self) -> tuple[Any, str]:
         from cardiacseg.inferers import SlicePredictor
 
-        sha = weights_sha256(Path(self.bundle_dir) / "models" / "model.pt")
+        sha = file_sha256(Path(self.bundle_dir) / "models" / "model.pt")
         if self._predictor is None or sha != self._sha:
             self._predictor, self._sha = SlicePredictor.from_bundle(self.bundle_dir), sha
         return self._predictor, sha

@@ -461,7 +461,7 @@ def _write_dicom_outputs(
 ) -> dict[str, Any]:
     """Write the SEG of every phase (and the SR); return what ``report.json`` records of them."""
     from cardiacseg.io.dicom_seg import write_dicom_seg
-    from cardiacseg.io.dicom_sr import write_dicom_sr
+    from cardiacseg.io.dicom_sr import SR_CONCEPTS, write_dicom_sr
 
     name, version = _algorithm(identity)
     roles = {indices.es_phase: "ES", indices.ed_phase: "ED"} if study.n_phases > 1 else {}
@@ -473,9 +473,7 @@ def _write_dicom_outputs(
         "notes": list(seg.notes),
     }
     if kind == "sr" and study.n_phases > 1:
-        values = {k: getattr(indices, k) for k in ("lv_edv_ml", "lv_esv_ml", "lv_sv_ml", "lv_ef_percent")}
-        values |= {k: getattr(indices, k) for k in ("lv_mass_g", "rv_edv_ml", "rv_esv_ml", "rv_sv_ml")}
-        values["rv_ef_percent"] = indices.rv_ef_percent
+        values = {key: getattr(indices, key) for key in SR_CONCEPTS}
         sr = write_dicom_sr(
             study,
             values,
