@@ -169,10 +169,39 @@ def _slice_classifier(args: argparse.Namespace) -> SliceRangeClassifierT:
     return SliceRangeClassifier.from_bundle(bundle, device=args.device)
 
 
+def _patient_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Body size and reference ranges for segment: --patient-info, --height-cm ..., --reference-ranges."""
+    from cardiacseg.clinical.reference_ranges import load_reference_ranges
+    from cardiacseg.io.patients import read_patient_table
+    from cardiacseg.io.study import PatientInfo
+
+    options: dict[str, Any] = {"bsa_formula": args.bsa_formula}
+    if args.reference_ranges:
+        options["reference_ranges"] = load_reference_ranges(args.reference_ranges)
+    given = (args.height_cm, args.weight_kg, args.sex, args.age_years)
+    if any(v is not None for v in given):
+        if args.patient_info:
+            raise SystemExit("cardiacseg: give --patient-info or --height-cm/--weight-kg/--sex/--age-years")
+        if len(args.inputs) != 1:
+            raise SystemExit(
+                "cardiacseg: --height-cm/--weight-kg/--sex/--age-years describe one study; for several, "
+                "use --patient-info TABLE.csv"
+            )
+        try:
+            patient = PatientInfo(*given, source="given by the user")
+        except ValueError as exc:
+            raise SystemExit(f"cardiacseg: {exc}") from exc
+        options["patient"] = patient
+    elif args.patient_info:
+        options["patients"] = read_patient_table(args.patient_info)
+    return options
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     _lean_monai()
     from cardiacseg.workflows.segment import segment_batch
 
+    patient_options = _patient_options(args)
     predictor = _predictor(args)
     result = segment_batch(
         args.inputs,
@@ -185,6 +214,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         figures=not args.no_figures,
         dicom_seg=args.dicom_seg,
         dicom_sr=args.dicom_sr,
+        **patient_options,
     )
     print(
         f"segmented {len(result.done)}, skipped {len(result.skipped)} (already done), "
@@ -354,6 +384,31 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write a DICOM SR measurement report (TID 1500, dicom_sr.dcm) referencing the SEG (implies "
         "--dicom-seg)",
+    )
+    seg.add_argument(
+        "--height-cm", type=float, help="patient height (cm), over what the source states; one study only"
+    )
+    seg.add_argument(
+        "--weight-kg", type=float, help="patient weight (kg), over what the source states; one study only"
+    )
+    seg.add_argument("--sex", choices=["M", "F"], help="patient sex for the reference ranges; one study only")
+    seg.add_argument("--age-years", type=float, help="patient age (years); one study only")
+    seg.add_argument(
+        "--patient-info",
+        metavar="CSV",
+        help="table of study,height_cm,weight_kg,sex,age_years for a batch (study = the output folder name)",
+    )
+    seg.add_argument(
+        "--bsa-formula",
+        choices=["mosteller", "du_bois"],
+        default="mosteller",
+        help="body surface area formula for indexed volumes (default: mosteller)",
+    )
+    seg.add_argument(
+        "--reference-ranges",
+        metavar="JSON",
+        help="your laboratory's adult reference ranges (format: docs/inference.md; default: the shipped, "
+        "published ranges)",
     )
     seg.add_argument("--no-figures", action="store_true", help="do not write the PNGs")
     seg.add_argument("--overwrite", action="store_true", help="re-segment finished studies")

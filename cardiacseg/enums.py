@@ -89,6 +89,7 @@ class CurationKind(str, Enum):
     NO_FILE_META = "no_file_meta"
     MISSING_GEOMETRY = "missing_geometry"
     MIRRORED_IMAGE = "mirrored_image"
+    PATIENT_DATA = "patient_data"
 
 
 class SliceRange(IntEnum):

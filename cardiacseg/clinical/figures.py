@@ -21,7 +21,16 @@ from cardiacseg.utils.atomic import atomic_write
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["FOOTER_GID", "LABEL_COLOURS", "plot_bland_altman", "plot_overlay", "plot_volume_curve"]
+__all__ = [
+    "FOOTER_GID",
+    "LABEL_COLOURS",
+    "base_to_apex_order",
+    "display_transform",
+    "plot_bland_altman",
+    "plot_overlay",
+    "plot_volume_curve",
+    "slice_positions",
+]
 
 #: PNG encoder settings: fast zlib level (files about 1.3x larger, written about 4x faster).
 _PNG = {"compress_level": 1}
@@ -102,14 +111,161 @@ def _heart_box(study: CineStudy, phases: Sequence[int], margin: int = 20) -> tup
 
 def _rv_right_of_lv(study: CineStudy, phases: Sequence[int]) -> bool:
     """Whether the RV's mean column lies right of the LV's in the labelled phases (image columns)."""
-    lv_cols: list[np.ndarray] = []
-    rv_cols: list[np.ndarray] = []
+    vector = _lv_to_rv(study, phases)
+    return vector is not None and vector[1] > 0
+
+
+def _lv_to_rv(study: CineStudy, phases: Sequence[int]) -> tuple[float, float] | None:
+    """Return the LV-to-RV centroid vector ``(rows, columns)`` over the phases (``None``: one is absent)."""
+    lv: list[np.ndarray] = []
+    rv: list[np.ndarray] = []
     for p in phases:
         lab = np.asarray(study.labels[p])
-        lv_cols.append(np.nonzero(lab == CardiacLabel.LV)[2])
-        rv_cols.append(np.nonzero(lab == CardiacLabel.RV)[2])
-    lv, rv = np.concatenate(lv_cols), np.concatenate(rv_cols)
-    return bool(lv.size and rv.size and rv.mean() > lv.mean())
+        lv.append(np.argwhere(lab == CardiacLabel.LV)[:, 1:])
+        rv.append(np.argwhere(lab == CardiacLabel.RV)[:, 1:])
+    lv_all, rv_all = np.concatenate(lv), np.concatenate(rv)
+    if not lv_all.size or not rv_all.size:
+        return None
+    d = rv_all.mean(axis=0) - lv_all.mean(axis=0)
+    return float(d[0]), float(d[1])
+
+
+#: The eight display transforms of a panel: ``np.rot90`` count, then a left-right mirror; identity first.
+_DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
+
+
+def _apply(panel: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    out = np.rot90(panel, k)
+    return out[:, ::-1] if flip else out
+
+
+def _displayed_steps(k: int, flip: bool) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Index steps ``(d_row, d_col)`` of the source for one step right and one step up on the screen."""
+    rows, cols = np.mgrid[0:3, 0:3]
+    r, c = _apply(rows, k, flip), _apply(cols, k, flip)
+    right = (int(r[1, 2] - r[1, 1]), int(c[1, 2] - c[1, 1]))
+    up = (int(r[0, 1] - r[1, 1]), int(c[0, 1] - c[1, 1]))
+    return right, up
+
+
+def display_transform(study: CineStudy, phases: Sequence[int]) -> tuple[int, bool, str]:
+    """Choose the rotation and mirror that show a short-axis slice in the standard orientation.
+
+    The standard short-axis display (as an axial image seen from the feet, SCMR post-processing
+    recommendations, Schulz-Menger et al., JCMR 2020) puts the patient's anterior up and the patient's
+    right, hence the RV, on the viewer's left. With a known affine, the transform (of the eight
+    rotations/mirrors) whose screen-right points most to the patient's left and screen-up most anterior is
+    chosen among those that show the RV on the left (a mirrored acquisition loses to the anatomy); without
+    one, the rotation (never a mirror: the handedness is unknown) that puts the RV most to the left.
+
+    Args:
+        study: a study with labels for ``phases``.
+        phases: the labelled phases the LV/RV positions are taken from.
+
+    Returns:
+        ``(k, flip, how)``: show ``np.rot90(panel, k)``, then mirrored left-right when ``flip``; ``how``
+        names the rule used.
+
+    Example:
+        >>> k, flip, how = display_transform(study, [0])  # doctest: +SKIP
+
+    """
+    vector = _lv_to_rv(study, phases)
+
+    def rv_left(t: tuple[int, bool]) -> float:  # cosine between screen LV->RV and screen-left
+        if vector is None:
+            return 0.0
+        right, up = _displayed_steps(*t)
+        # screen coordinates of the LV->RV vector: project on the source steps of screen-right / screen-up
+        x = vector[0] * right[0] + vector[1] * right[1]
+        y = vector[0] * up[0] + vector[1] * up[1]
+        return float(-x / max(np.hypot(x, y), 1e-9))
+
+    if study.affine is None:
+        k, flip = max(_DIHEDRAL[:4], key=rv_left)
+        return k, flip, "RV on the left (no geometry: rotation only)"
+    affine = np.asarray(study.affine, float)
+
+    def world(step: tuple[int, int]) -> np.ndarray:  # affine columns: x = column, y = row
+        v = step[1] * affine[:3, 0] + step[0] * affine[:3, 1]
+        return np.asarray(v / max(float(np.linalg.norm(v)), 1e-9))
+
+    def geometry(t: tuple[int, bool]) -> float:  # RAS+: patient left is -x, anterior +y
+        right, up = _displayed_steps(*t)
+        return float(-world(right)[0] + world(up)[1])
+
+    candidates = [t for t in _DIHEDRAL if rv_left(t) >= 0.5] or _DIHEDRAL
+    k, flip = max(candidates, key=geometry)
+    return k, flip, "anterior up, patient's right on the left (image geometry)"
+
+
+#: Direction from base to apex of the LV long axis in RAS+ (towards the patient's left, anterior and
+#: inferior); a short-axis stack's slice normal lies within about 50 degrees of it.
+_APEX_DIRECTION_RAS = np.array([-1.0, 1.0, -1.0]) / np.sqrt(3.0)
+
+
+def base_to_apex_order(study: CineStudy, phases: Sequence[int]) -> tuple[list[int], str]:
+    """Order the slice indices from base to apex.
+
+    With a known affine, slices are ordered along the anatomical base-to-apex direction (towards the
+    patient's left, anterior and inferior); when the slice normal is too far from it (not a short-axis
+    stack) or without geometry, the end of the labelled slices with the larger heart area (LV, MYO and RV
+    in ``phases``) is taken as the base: the heart tapers towards the apex.
+
+    Args:
+        study: the study (labels for ``phases`` used by the fallback).
+        phases: labelled phases.
+
+    Returns:
+        ``(order, how)``: the slice indices, base first, and the rule used.
+
+    Example:
+        >>> order, how = base_to_apex_order(study, [0])  # doctest: +SKIP
+
+    """
+    n = study.n_slices
+    if study.affine is not None and n > 1:
+        affine = np.asarray(study.affine, float)
+        normal = affine[:3, 2] / max(float(np.linalg.norm(affine[:3, 2])), 1e-9)
+        if abs(float(normal @ _APEX_DIRECTION_RAS)) >= 0.6:
+            along = float(normal @ _APEX_DIRECTION_RAS)
+            order = list(range(n)) if along > 0 else list(range(n - 1, -1, -1))
+            return order, "image geometry (base-to-apex direction)"
+    area = np.zeros(n)
+    for p in phases:
+        area += (np.asarray(study.labels[p]) > 0).reshape(n, -1).sum(axis=1)
+    labelled = np.nonzero(area)[0]
+    if labelled.size < 2:
+        return list(range(n)), "stored order (no labelled extent to orient)"
+    first, last = labelled[0], labelled[-1]
+    mid = (first + last) / 2
+    z = np.arange(n)
+    basal_first = area[z < mid].sum() >= area[z > mid].sum()
+    order = list(range(n)) if basal_first else list(range(n - 1, -1, -1))
+    return order, "heart area (larger at the base)"
+
+
+def slice_positions(study: CineStudy) -> list[float] | None:
+    """Return the position of each slice along the slice normal in mm (from DICOM, else the affine).
+
+    Args:
+        study: the study.
+
+    Returns:
+        One position per slice, or ``None`` when the geometry is unknown.
+
+    Example:
+        >>> slice_positions(study)[:2]  # doctest: +SKIP
+        [-12.5, -2.5]
+
+    """
+    if study.slice_positions_mm is not None:
+        return [float(v) for v in study.slice_positions_mm]
+    if study.affine is None or study.spacing_mm is None:
+        return None
+    affine = np.asarray(study.affine, float)
+    normal = affine[:3, 2] / max(float(np.linalg.norm(affine[:3, 2])), 1e-9)
+    return [float((affine[:3, 3] + z * affine[:3, 2]) @ normal) for z in range(study.n_slices)]
 
 
 def plot_overlay(
@@ -122,6 +278,7 @@ def plot_overlay(
     max_slices: int = 8,
     footer: str = "",
     rv_left: bool = False,
+    base_to_apex: bool = False,
 ) -> Path:
     """Save a montage of label contours over the image: one row per phase, one column per slice.
 
@@ -136,8 +293,11 @@ def plot_overlay(
         max_slices: cap on the default number of columns.
         footer: small grey text along the bottom edge, wrapped to the figure width (e.g. the model
             identity: package version, bundle, weight hashes, TTA); ``""``: none.
-        rv_left: show every panel mirrored left-right when the RV lies right of the LV (the usual
-            short-axis display puts the RV on the viewer's left); the title says so when it happens.
+        rv_left: show every panel in the standard short-axis orientation, anterior up and the RV on the
+            viewer's left (:func:`display_transform`: from the image geometry when known, else rotated to
+            put the RV left); the title says how the panels were turned.
+        base_to_apex: order the columns from base to apex (:func:`base_to_apex_order`) and name the
+            basal and apical ends.
 
     Returns:
         The written path.
@@ -168,7 +328,13 @@ def plot_overlay(
         idx = np.linspace(0, len(cand) - 1, min(max_slices, len(cand))).round().astype(int)
         slices = [cand[i] for i in sorted(set(idx.tolist()))]
     rs, cs = _heart_box(study, phases)
-    mirror = rv_left and _rv_right_of_lv(study, phases)
+    k, mirror, how = display_transform(study, phases) if rv_left else (0, False, "")
+    order_how = ""
+    if base_to_apex:
+        order, order_how = base_to_apex_order(study, phases)
+        rank = {z: i for i, z in enumerate(order)}
+        slices = sorted(slices, key=lambda z: rank[z])
+    positions = slice_positions(study)
     fig, axes = plt.subplots(
         len(phases), len(slices), figsize=(2.2 * len(slices), 2.6 * len(phases) + 0.6), squeeze=False
     )
@@ -180,8 +346,8 @@ def plot_overlay(
             ax = axes[r][c]
             img = study.image[p, z][rs, cs]
             lab = study.labels[p][z][rs, cs]
-            if mirror:
-                img, lab = img[:, ::-1], lab[:, ::-1]
+            if k or mirror:
+                img, lab = _apply(img, k, mirror), _apply(lab, k, mirror)
             lo, hi = np.percentile(img, [1, 99.5])
             ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
             # Myocardium as its epicardial outline (LV + MYO region), then LV and RV on top.
@@ -195,8 +361,11 @@ def plot_overlay(
                     ax.contour(region, levels=[0.5], colors=LABEL_COLOURS[value], linewidths=1.0)
             ax.set_xticks([])
             ax.set_yticks([])
-            pos = "" if study.slice_positions_mm is None else f" ({study.slice_positions_mm[z]:.0f} mm)"
-            ax.set_title(f"{name} slice {z}{pos}", fontsize=7)
+            pos = "" if positions is None else f" ({positions[z]:.0f} mm)"
+            end = ""
+            if base_to_apex and len(slices) > 1 and c in (0, len(slices) - 1):
+                end = "base: " if c == 0 else "apex: "
+            ax.set_title(f"{end}{name} slice {z}{pos}", fontsize=7)
     handles = [Line2D([0], [0], color=c, lw=2, label=CardiacLabel(v).name) for v, c in LABEL_COLOURS.items()]
     fig.legend(
         handles=handles,
@@ -206,8 +375,16 @@ def plot_overlay(
         fontsize=8,
         frameon=False,
     )
-    if title or mirror:
-        fig.suptitle(title + ("  (mirrored left-right: RV on the left)" if mirror else ""), fontsize=10)
+    turned = []
+    if k or mirror:
+        turned.append(
+            f"{'rotated ' + str(90 * k) + ' deg' if k else ''}{', ' if k and mirror else ''}"
+            f"{'mirrored left-right' if mirror else ''} for display: {how}"
+        )
+    if order_how:
+        turned.append(f"base to apex by {order_how}")
+    if title or turned:
+        fig.suptitle(title + (f"  ({'; '.join(turned)})" if turned else ""), fontsize=9)
     # fixed margins (in inches): tight_layout costs ~0.1 s per figure
     fig.subplots_adjust(
         left=0.01, right=0.99, bottom=(0.32 + foot) / height, top=1 - 0.42 / height, wspace=0.04, hspace=0.12

@@ -27,7 +27,7 @@ from cardiacseg.io.ssl4mis import (
     read_ssl4mis_frame,
     read_ssl4mis_study,
 )
-from cardiacseg.io.study import AXES, CineStudy, CurationIssue, CurationReport
+from cardiacseg.io.study import AXES, CineStudy, CurationIssue, CurationReport, PatientInfo
 from cardiacseg.io.sunnybrook import (
     ContourFormatError,
     read_contour_file,
@@ -52,6 +52,7 @@ __all__ = [
     "DsbVolumes",
     "InputTooLargeError",
     "NiftiReadError",
+    "PatientInfo",
     "Ssl4misFormatError",
     "StudyInput",
     "acdc_to_internal",

@@ -10,7 +10,7 @@ import numpy as np
 
 from cardiacseg.io.labels import acdc_to_internal, internal_to_acdc
 from cardiacseg.io.nifti import read_nifti_array, write_nifti
-from cardiacseg.io.study import CineStudy
+from cardiacseg.io.study import CineStudy, PatientInfo
 from cardiacseg.typing import LabelArray, PathLike
 from cardiacseg.utils.atomic import atomic_write_text
 
@@ -171,6 +171,9 @@ def read_acdc_patient(folder: PathLike) -> CineStudy:
         ed_phase=index[info.ed_frame],
         es_phase=index[info.es_frame],
         source=f"ACDC {root} (group {info.group or '?'})",
+        patient=PatientInfo(info.height_cm, info.weight_kg, source="ACDC Info.cfg")
+        if info.height_cm or info.weight_kg
+        else None,
     )
 
 

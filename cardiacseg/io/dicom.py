@@ -34,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -52,7 +53,7 @@ from cardiacseg.io.dicom_enhanced import (
     is_enhanced_multiframe,
 )
 from cardiacseg.io.limits import check_allocation
-from cardiacseg.io.study import CineStudy, CurationReport
+from cardiacseg.io.study import CineStudy, CurationReport, PatientInfo
 from cardiacseg.typing import Affine, FloatArray, PathLike
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "list_dicom_files",
     "list_dicom_series",
     "parse_dicom_files",
+    "patient_info_from_dicom",
     "quiet_dicom_validation",
     "read_dicom_cine",
 ]
@@ -1088,6 +1090,72 @@ def _report_mirrored(frames: Sequence[DicomFrame], ref: DicomFrame, report: Cura
         )
 
 
+#: Plausible adult and paediatric body size; values outside are ignored with a curation warning.
+_HEIGHT_RANGE_CM = (40.0, 250.0)
+_WEIGHT_RANGE_KG = (2.0, 400.0)
+#: Length of one DICOM Age String unit in years (PS3.5 6.2, VR AS: ``nnnD``, ``nnnW``, ``nnnM``, ``nnnY``).
+_AGE_UNIT_YEARS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
+
+
+def patient_info_from_dicom(ds: Dataset, report: CurationReport | None = None) -> PatientInfo | None:
+    """Read height, weight, sex and age from the DICOM Patient Study / Patient modules.
+
+    PatientSize (0010,1020) is in metres and PatientWeight (0010,1030) in kg (PS3.3 C.7.2.2); PatientSex
+    (0010,0040) ``M``/``F`` (``O`` is kept as unknown); PatientAge (0010,1010) is an Age String
+    (``045Y``). A height or weight outside 40-250 cm / 2-400 kg (e.g. a height written in cm) is ignored
+    and said in the curation report, never guessed.
+
+    Args:
+        ds: a dataset of the study (any image; these attributes are the same for all).
+        report: where implausible values are noted (optional).
+
+    Returns:
+        The :class:`PatientInfo`, or ``None`` when none of the values is present.
+
+    Example:
+        >>> from pydicom.dataset import Dataset
+        >>> ds = Dataset(); ds.PatientSize = "1.80"; ds.PatientWeight = "80"; ds.PatientSex = "M"
+        >>> patient_info_from_dicom(ds).height_cm
+        180.0
+
+    """
+
+    def number(keyword: str) -> float | None:
+        value = ds.get(keyword)
+        try:
+            out = float(value) if value not in (None, "") else None
+        except (TypeError, ValueError):
+            out = None
+        return out if out is not None and np.isfinite(out) and out > 0 else None
+
+    height_m, weight = number("PatientSize"), number("PatientWeight")
+    height = None if height_m is None else round(height_m * 100.0, 3)
+    for name, value, (lo, hi), unit, stored in (
+        ("PatientSize", height, _HEIGHT_RANGE_CM, "cm", height_m),
+        ("PatientWeight", weight, _WEIGHT_RANGE_KG, "kg", weight),
+    ):
+        if value is not None and not lo <= value <= hi:
+            if report is not None:
+                report.add(
+                    CurationKind.PATIENT_DATA,
+                    "warning",
+                    f"{name} {stored:g} gives {value:g} {unit}, outside {lo:g}-{hi:g} {unit} (DICOM stores "
+                    f"{'metres' if unit == 'cm' else 'kg'}): ignored, so nothing is indexed to body size",
+                )
+            if name == "PatientSize":
+                height = None
+            else:
+                weight = None
+    sex_text = str(ds.get("PatientSex", "") or "").strip().upper()
+    sex: Literal["M", "F"] | None = "M" if sex_text == "M" else "F" if sex_text == "F" else None
+    age = None
+    age_text = str(ds.get("PatientAge", "") or "").strip().upper()
+    if len(age_text) == 4 and age_text[:3].isdigit() and age_text[3] in _AGE_UNIT_YEARS:
+        age = round(int(age_text[:3]) * _AGE_UNIT_YEARS[age_text[3]], 2)
+    info = PatientInfo(height, weight, sex, age, source="DICOM Patient module")
+    return info if info.known else None
+
+
 def _describe_source(where: PathLike, slices: list[list[DicomFrame]], ref: DicomFrame) -> str:
     numbers = sorted({f.series_number for s in slices for f in s})
     desc = str(ref.ds.get("SeriesDescription", "") or "")
@@ -1181,4 +1249,5 @@ def read_dicom_cine(
         source_files=tuple(tuple(r) for r in source_files),
         instance_numbers=instances,
         curation=report,
+        patient=patient_info_from_dicom(ref.ds, report),
     )

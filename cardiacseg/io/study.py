@@ -118,6 +118,68 @@ class CurationReport:
 
 
 @dataclass(frozen=True)
+class PatientInfo:
+    """Body size, sex and age of the patient, where the source (or the user) states them.
+
+    Attributes:
+        height_cm: height in cm (DICOM PatientSize is in metres and is converted), or ``None``.
+        weight_kg: weight in kg, or ``None``.
+        sex: ``"M"``, ``"F"`` or ``None`` (unknown, or DICOM ``"O"``).
+        age_years: age in years (DICOM PatientAge ``nnnY/M/W/D`` converted), or ``None``.
+        source: where the values came from (e.g. ``"DICOM PatientSize/PatientWeight"``, ``"ACDC Info.cfg"``,
+            ``"given by the user"``).
+
+    Example:
+        >>> PatientInfo(height_cm=180.0, weight_kg=80.0, sex="M").known
+        True
+
+    """
+
+    height_cm: float | None = None
+    weight_kg: float | None = None
+    sex: Literal["M", "F"] | None = None
+    age_years: float | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for name, value in (("height_cm", self.height_cm), ("weight_kg", self.weight_kg)):
+            if value is not None and not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value}")
+        if self.sex not in (None, "M", "F"):
+            raise ValueError(f"sex must be 'M', 'F' or None, got {self.sex!r}")
+
+    @property
+    def known(self) -> bool:
+        """True when any of the values is known."""
+        return any(v is not None for v in (self.height_cm, self.weight_kg, self.sex, self.age_years))
+
+    def updated(self, other: PatientInfo | None) -> PatientInfo:
+        """Return these values with those known in ``other`` taking precedence (e.g. the user's over DICOM).
+
+        Args:
+            other: the values that win where they are not ``None``.
+
+        Returns:
+            A new :class:`PatientInfo`; ``source`` names both where both contributed.
+
+        Example:
+            >>> dicom = PatientInfo(170.0, 60.0, source="DICOM")
+            >>> dicom.updated(PatientInfo(weight_kg=65.0, source="user")).weight_kg
+            65.0
+
+        """
+        if other is None or not other.known:
+            return self
+        if not self.known:
+            return other
+        merged = {
+            k: getattr(other, k) if getattr(other, k) is not None else getattr(self, k)
+            for k in ("height_cm", "weight_kg", "sex", "age_years")
+        }
+        return PatientInfo(**merged, source=f"{other.source}; otherwise {self.source}")
+
+
+@dataclass(frozen=True)
 class CineStudy:
     """A short-axis cine study: image, geometry, timing and optional expert labels.
 
@@ -142,6 +204,8 @@ class CineStudy:
         source_files: for DICOM input, the file of each ``(t, z)`` image; else ``None``.
         instance_numbers: for DICOM input, the InstanceNumber of each ``(t, z)`` image; else ``None``.
         curation: what the reader found, repaired or ignored.
+        patient: height, weight, sex and age where the source states them (DICOM Patient module, ACDC
+            ``Info.cfg``), else ``None``.
 
     Example:
         >>> import numpy as np
@@ -165,6 +229,7 @@ class CineStudy:
     source_files: tuple[tuple[str, ...], ...] | None = None
     instance_numbers: npt.NDArray[np.int64] | None = None
     curation: CurationReport = field(default_factory=CurationReport)
+    patient: PatientInfo | None = None
 
     def __post_init__(self) -> None:
         if self.image.ndim != 4:

@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +28,12 @@ import numpy as np
 from cardiacseg.clinical.figures import plot_overlay, plot_volume_curve
 from cardiacseg.clinical.indices import CardiacIndices, compute_cardiac_indices, detect_ed_es
 from cardiacseg.clinical.qc import quality_flags, uncertainty_flags
+from cardiacseg.clinical.reference_ranges import (
+    SHIPPED_REFERENCE_RANGES,
+    BsaFormula,
+    ReferenceTable,
+    assess_reference_ranges,
+)
 from cardiacseg.clinical.report import build_report, write_report
 from cardiacseg.clinical.slice_range import apply_slice_range, slice_range_from_classes
 from cardiacseg.config import as_bool
@@ -37,7 +43,7 @@ from cardiacseg.inferers.predictor import SlicePredictor
 from cardiacseg.inferers.slice_range import SliceRangeClassifier
 from cardiacseg.io.discover import StudyInput, discover_studies, read_study
 from cardiacseg.io.nifti import write_nifti
-from cardiacseg.io.study import CineStudy
+from cardiacseg.io.study import CineStudy, PatientInfo
 from cardiacseg.provenance import bundle_metadata, file_sha256
 from cardiacseg.typing import LabelArray, PathLike
 from cardiacseg.utils.atomic import atomic_write_text
@@ -142,6 +148,9 @@ def segment_study(
     slice_classifier: SliceRangeClassifier | None = None,
     dicom_seg: bool = False,
     dicom_sr: bool = False,
+    patient: PatientInfo | None = None,
+    reference_ranges: ReferenceTable = SHIPPED_REFERENCE_RANGES,
+    bsa_formula: BsaFormula = "mosteller",
 ) -> dict[str, Any]:
     """Segment a DICOM folder, ACDC folder or NIfTI file; write labels, ``report.json/csv`` and PNGs.
 
@@ -178,6 +187,13 @@ def segment_study(
             :func:`~cardiacseg.io.dicom_sr.write_dicom_sr`); implies the SEG it references.
         slice_classifier: the slice-range classifier (needed for ``slice_range="classifier"``; with
             another mode it is not used).
+        patient: height, weight, sex and age given by the user; they take precedence over those the
+            source states (DICOM Patient module, ACDC ``Info.cfg``). ``report.json`` → ``body_size``,
+            ``indexed`` (volumes and mass per m² of BSA) and ``reference_ranges`` (every index against
+            ``reference_ranges``, :func:`~cardiacseg.clinical.reference_ranges.assess_reference_ranges`).
+        reference_ranges: the adult reference ranges (default: the shipped table; a laboratory's own
+            from :func:`~cardiacseg.clinical.reference_ranges.load_reference_ranges`).
+        bsa_formula: ``"mosteller"`` (default) or ``"du_bois"``.
 
     Returns:
         The report dictionary (with ``"outputs"``: the written paths).
@@ -265,6 +281,8 @@ def segment_study(
             "of ED and ES",
         },
     }
+    body = study.patient.updated(patient) if study.patient is not None else patient
+    extra.update(assess_reference_ranges(indices, body, reference_ranges, bsa_formula))
     report = build_report(predicted, indices, extra)
     # everything is computed: now write, and leave nothing half-written behind if a write fails
     report_progress("write", 0, 1)
@@ -408,6 +426,7 @@ def _write_outputs(
                 overwrite=overwrite,
                 footer=footer,
                 rv_left=True,
+                base_to_apex=True,
             )
         )
         if study.n_phases > 1:
@@ -570,6 +589,12 @@ def _summary_row(
         row[k] = indices.get(k)
     flags = (report or {}).get("qc_flags") or []
     row["qc_flags"] = ";".join(sorted({str(f["code"]) for f in flags}))
+    body = (report or {}).get("body_size") or {}
+    row["bsa_m2"] = body.get("bsa_m2")
+    ranges = ((report or {}).get("reference_ranges") or {}).get("rows") or []
+    row["outside_reference_range"] = ";".join(
+        f"{r['key']}:{r['status']}" for r in ranges if r.get("status") in ("below", "above")
+    )
     # the model of each study's own report: a resumed batch may hold studies of an earlier model
     model = (report or {}).get("model")
     row["model"] = model.get("summary", "") if isinstance(model, dict) else str(model or "")
@@ -692,6 +717,7 @@ def segment_batch(
     predictor: SlicePredictor,
     overwrite: bool = False,
     progress: bool = True,
+    patients: Mapping[str, PatientInfo] | None = None,
     **kwargs: Any,
 ) -> BatchResult:
     """Segment many studies into ``output_dir/<study name>/``; finished studies are skipped.
@@ -708,7 +734,9 @@ def segment_batch(
         progress: show progress on stderr, inside each study too (reading, network batches, writing):
             tqdm bars on a terminal (log records and warnings printed above them), one line per stage
             otherwise (a log file or a pipe).
-        kwargs: passed to :func:`segment_study` (``slice_range``, ``figures``, ``slice_classifier``).
+        patients: body size per study name (e.g. from
+            :func:`~cardiacseg.io.patients.read_patient_table`), passed as each study's ``patient``.
+        kwargs: passed to :func:`segment_study` (``slice_range``, ``figures``, ``slice_classifier``, ...).
 
     Returns:
         :class:`BatchResult`.
@@ -725,6 +753,15 @@ def segment_batch(
     if not studies:
         raise ValueError(
             f"no study (DICOM folder, ACDC folder, NIfTI file) found in {[str(i) for i in inputs]}"
+        )
+    one_patient = kwargs.pop("patient", None)  # segment_study's own option: the same for every study
+    unmatched = sorted(set(patients or {}) - {s.name for s in studies})
+    if unmatched:
+        warnings.warn(
+            f"the patient table names {len(unmatched)} study(ies) not in this batch: {unmatched[:5]}"
+            f"{' ...' if len(unmatched) > 5 else ''} (names must be the study names segment uses, e.g. "
+            "the output folder names)",
+            stacklevel=2,
         )
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -743,7 +780,15 @@ def segment_batch(
                 continue
             try:
                 # outputs of an interrupted earlier attempt (no report.json) are incomplete: replace them
-                report = segment_study(found, out, predictor, overwrite=True, progress=shown, **kwargs)
+                report = segment_study(
+                    found,
+                    out,
+                    predictor,
+                    overwrite=True,
+                    progress=shown,
+                    patient=(patients or {}).get(name, one_patient),
+                    **kwargs,
+                )
             except Exception as exc:
                 msg = f"{type(exc).__name__}: {exc}"
                 result.failed[name] = msg
