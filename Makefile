@@ -21,7 +21,7 @@ LABEL_STAMP := $(LABEL_VENV)/.cardiacseg-installed
 LABEL_TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 MONAILABEL_SPEC ?= monailabel==0.8.5
 
-.PHONY: demo test test-slow lint typecheck unit wheel-test venv clean label label-compat
+.PHONY: demo test test-slow lint typecheck unit wheel-test venv clean label label-compat sysdeps
 
 venv: $(STAMP)
 
@@ -95,7 +95,19 @@ wheel-test: $(STAMP)
 	echo "wheel-test: OK in $$(( $$(date +%s) - start )) s (demo and segment --slice-range classifier from a non-editable install)"
 
 # the MONAI Label server test (tests/label) runs in `unit` once .venv-label exists
-test: lint typecheck label unit label-compat wheel-test
+# Debian tools some tests use when present (skipped with the reason otherwise): chromium renders the one-page
+# report (tests/clinical/test_html_report.py), dicom3tools' dciodvfy validates the DICOM SEG/SR. Installed
+# with apt-get when missing and running as root; never fatal.
+SYSDEPS_PACKAGES ?= chromium dicom3tools
+sysdeps:
+	@if command -v chromium >/dev/null && command -v dciodvfy >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(SYSDEPS_PACKAGES) >/dev/null) \
+		|| echo "sysdeps: apt-get could not install $(SYSDEPS_PACKAGES); their tests will be skipped"; \
+	else echo "sysdeps: not root or no apt-get: install $(SYSDEPS_PACKAGES) yourself, else their tests are skipped"; fi
+
+test: lint typecheck label sysdeps unit label-compat wheel-test
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
