@@ -6,6 +6,13 @@ that phase (ED or ES, with a TID 1502 time point context naming the phase); stro
 fractions are TID 1501 groups. Units are UCUM (``ml``, ``g``, ``%``). The observer is the algorithm
 (device): name and version give the package, bundle and weights checksum.
 
+Each Referenced Segment lists the source images of the segment's frames, as the SEG's per-frame
+Derivation Image Sequences name them: one item per source instance, with every referenced frame number
+when the source is a multi-frame file (highdicom's ``ReferencedSegment.from_segmentation`` would keep only
+the first frame of each instance). The evidence (Current Requested Procedure Evidence) lists the SEGs and
+each source file once, under its own series: for a one-series-per-slice export every slice's series, for
+an Enhanced MR file that one instance.
+
 Concept codes: LOINC where DICOM's cardiac codes have one for MR (LV EDV 18026-5, LV ESV 18148-7, LV EF by
 MR 8811-2, RV EF by MR 8818-7), SNOMED CT for stroke volumes (90096001, RV 429483009); LV mass, RV EDV
 and RV ESV have no MR code in DICOM's code lists (LOINC's LV mass codes name echo methods), so they use
@@ -81,6 +88,44 @@ def _measurement(hd: Any, key: str, value: float, algorithm: Any) -> Any:
     )
 
 
+def _referenced_segment(hd: Any, seg: Any, segment: int) -> Any:
+    """TID 1411 Referenced Segment of one segment of a SEG, with the source images of its frames.
+
+    Each source image is named once with every frame of it that the segment's frames derive from (a
+    multi-frame cine file: all the phase's frames holding the segment); highdicom's ``from_segmentation``
+    keeps only the first frame per source instance. Single-frame sources carry no frame numbers, as
+    ``from_segmentation`` writes them.
+    """
+    by_instance: dict[str, tuple[str, list[int]]] = {}
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        if int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber) != segment:
+            continue
+        for derivation in item.get("DerivationImageSequence", []):
+            for ref in derivation.get("SourceImageSequence", []):
+                entry = by_instance.setdefault(
+                    str(ref.ReferencedSOPInstanceUID), (str(ref.ReferencedSOPClassUID), [])
+                )
+                if "ReferencedFrameNumber" in ref:
+                    value = ref.ReferencedFrameNumber
+                    numbers = value if ref["ReferencedFrameNumber"].VM > 1 else [value]
+                    entry[1].extend(int(n) for n in numbers if int(n) not in entry[1])
+    if not by_instance:  # no per-frame references (not written by cardiacseg): highdicom's fallbacks
+        return hd.sr.ReferencedSegment.from_segmentation(seg, segment_number=segment)
+    return hd.sr.ReferencedSegment(
+        sop_class_uid=str(seg.SOPClassUID),
+        sop_instance_uid=str(seg.SOPInstanceUID),
+        segment_number=segment,
+        source_images=[
+            hd.sr.SourceImageForSegmentation(
+                referenced_sop_class_uid=sop_class,
+                referenced_sop_instance_uid=uid,
+                referenced_frame_numbers=sorted(numbers) or None,
+            )
+            for uid, (sop_class, numbers) in by_instance.items()
+        ],
+    )
+
+
 def write_dicom_sr(
     study: CineStudy,
     values: Mapping[str, float | None],
@@ -135,7 +180,8 @@ def write_dicom_sr(
     if missing:
         raise ValueError(f"no DICOM SEG for phase(s) {missing}: write the SEG of ED and ES first")
     seg_by_phase = {t: hd.seg.segread(str(seg.files[t])) for t in set(phase.values())}
-    sources = {t: [sanitized_source(f) for f in study.source_files[t]] for t in seg_by_phase}
+    # one header per source file: a multi-frame file holds every (t, z) image, so it is evidence once
+    sources = {t: [sanitized_source(f) for f in dict.fromkeys(study.source_files[t])] for t in seg_by_phase}
     for datasets in sources.values():  # the SEG was written with the first slice's frame of reference
         for ds in datasets:
             ds.FrameOfReferenceUID = datasets[0].FrameOfReferenceUID
@@ -151,9 +197,7 @@ def write_dicom_sr(
         groups.append(
             hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{meaning} ({role})"),
-                referenced_segment=hd.sr.ReferencedSegment.from_segmentation(
-                    segs[role], segment_number=segment
-                ),
+                referenced_segment=_referenced_segment(hd, segs[role], segment),
                 time_point_context=hd.sr.TimePointContext(time_point=f"{role}: cardiac phase {t}"),
                 finding_type=codes.SCT.Heart,
                 algorithm_id=algorithm,
@@ -189,7 +233,10 @@ def write_dicom_sr(
         imaging_measurements=groups,
         title=codes.DCM.ImagingMeasurementReport,
     )
-    evidence = [*seg_by_phase.values(), *(ds for datasets in sources.values() for ds in datasets)]
+    evidence = list(seg_by_phase.values())
+    for datasets in sources.values():
+        evidence += datasets
+    evidence = list({str(ds.SOPInstanceUID): ds for ds in evidence}.values())
     sr = hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=report,
