@@ -202,7 +202,8 @@ class CineStudy:
         es_phase: index into ``T`` of end-systole when known from the source, else ``None``.
         source: human-readable description of where the study came from.
         source_files: for DICOM input, the file of each ``(t, z)`` image; else ``None``.
-        instance_numbers: for DICOM input, the InstanceNumber of each ``(t, z)`` image; else ``None``.
+        instance_numbers: for DICOM input, the InstanceNumber of each ``(t, z)`` image (for an Enhanced
+            multi-frame file, its 1-based frame number); else ``None``.
         curation: what the reader found, repaired or ignored.
         patient: height, weight, sex and age where the source states them (DICOM Patient module, ACDC
             ``Info.cfg``), else ``None``.
