@@ -236,8 +236,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         pred_convention=args.pred_labels,
         ref_convention=args.ref_labels,
         overwrite=args.overwrite,
+        structures=args.structures.split(",") if args.structures else None,
+        annotated_only=args.annotated_slices_only,
     )
-    print(json.dumps({k: summary[k] for k in ("n_studies", "metrics", "indices", "failed")}, indent=2))
+    keys = ("n_studies", "scored_structures", "annotated_slices_only", "metrics", "indices", "failed")
+    print(json.dumps({k: summary[k] for k in keys}, indent=2))
     return 0 if not summary["failed"] else 2
 
 
@@ -429,6 +432,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--ref-labels", choices=["internal", "acdc"], default="internal", help="label values of REF"
+    )
+    ev.add_argument(
+        "--structures",
+        help="comma-separated structures to score, e.g. lv,myo for LV-only contours (default: lv,myo,rv); "
+        "the others are NaN",
+    )
+    ev.add_argument(
+        "--annotated-slices-only",
+        action="store_true",
+        help="score only slices where the reference has a label (partly contoured references)",
     )
     ev.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
     ev.set_defaults(func=_cmd_evaluate)

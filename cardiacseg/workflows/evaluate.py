@@ -421,7 +421,59 @@ def compare_label_maps(
     return out
 
 
-def compare_labels(pred: LabelSet, ref: LabelSet, name: str = "") -> Comparison:
+#: The indices that need each structure (an index is NaN when one of its structures is not scored).
+_INDEX_STRUCTURES = {q: ("myo",) if q == "lv_mass_g" else (q[:2],) for q in INDEX_QUANTITIES}
+
+
+def _keep_annotated(
+    pred: Mapping[int, LabelArray], ref: Mapping[int, LabelArray]
+) -> tuple[dict[int, LabelArray], dict[int, LabelArray]]:
+    """Empty both sides on the slices where the reference carries no label (not contoured)."""
+    p_out: dict[int, LabelArray] = dict(pred)
+    for t, r in ref.items():
+        keep = np.asarray(np.asarray(r).reshape(np.shape(r)[0], -1).any(axis=1), dtype=bool)
+        if t in p_out and np.shape(p_out[t]) == np.shape(r):
+            p_out[t] = np.where(keep[:, None, None], p_out[t], 0).astype(np.uint8)
+    return p_out, dict(ref)
+
+
+def restrict_to_structures(comparison: Comparison, structures: Sequence[str]) -> Comparison:
+    """Set every metric and index of a structure not in ``structures`` to NaN (scored: only those).
+
+    Args:
+        comparison: the rows to edit (in place).
+        structures: structure keys scored (``"lv"``, ``"myo"``, ``"rv"``).
+
+    Returns:
+        The same comparison.
+
+    Raises:
+        ValueError: an unknown structure key.
+
+    Example:
+        >>> c = restrict_to_structures(Comparison(), ["lv", "myo"])
+
+    """
+    known = [s.key for s in STRUCTURES]
+    unknown = sorted(set(structures) - set(known))
+    if unknown:
+        raise ValueError(f"unknown structure(s) {unknown}; choose from {known}")
+    dropped = [k for k in known if k not in structures]
+    for row in comparison.metrics + comparison.slices:
+        for key in list(row):
+            if any(key.startswith((f"dice_{d}", f"hd95_{d}_", f"msd_{d}_")) for d in dropped):
+                row[key] = _NAN
+    for row in comparison.indices:
+        for q, needs in _INDEX_STRUCTURES.items():
+            if any(n in dropped for n in needs):
+                for key in (f"{q}_pred", f"{q}_ref", f"{q}_error"):
+                    row[key] = _NAN
+                if q == "lv_ef_percent":
+                    row["lv_ef_percent_pred_slice_range"] = row["lv_ef_percent_error_slice_range"] = _NAN
+    return comparison
+
+
+def compare_labels(pred: LabelSet, ref: LabelSet, name: str = "", annotated_only: bool = False) -> Comparison:
     """Compare label sets read from disk (:func:`read_label_set`) with :func:`compare_label_maps`.
 
     A 3D prediction is compared with a 3D reference whatever their phase indices; otherwise the
@@ -432,6 +484,9 @@ def compare_labels(pred: LabelSet, ref: LabelSet, name: str = "") -> Comparison:
         pred: predicted labels (all phases, or the same phases as the reference).
         ref: reference labels.
         name: study name for the rows.
+        annotated_only: compare only the slices where the reference has a label (a partly contoured
+            reference, e.g. Sunnybrook): both sides are emptied on the other slices, for the metrics and
+            the indices. A prediction on a slice the expert left empty is then not counted.
 
     Returns:
         A :class:`Comparison` of one study.
@@ -447,9 +502,12 @@ def compare_labels(pred: LabelSet, ref: LabelSet, name: str = "") -> Comparison:
     pred_labels = dict(pred.labels)
     if pred.n_phases == 1 and ref.n_phases == 1 and phases and 0 in pred.labels:
         pred_labels = {phases[0]: pred.labels[0]}
+    ref_labels: Mapping[int, LabelArray] = ref.labels
+    if annotated_only:
+        pred_labels, ref_labels = _keep_annotated(pred_labels, ref.labels)
     return compare_label_maps(
         pred_labels,
-        ref.labels,
+        ref_labels,
         ref.spacing_mm or pred.spacing_mm,
         name,
         ref.ed_phase,
@@ -622,6 +680,8 @@ def compare_cohort(
     pred_convention: Convention = "internal",
     ref_convention: Convention = "internal",
     overwrite: bool = False,
+    structures: Sequence[str] | None = None,
+    annotated_only: bool = False,
 ) -> dict[str, Any]:
     """Compare predictions with references for one study or a cohort; write CSV, JSON and a Bland–Altman PNG.
 
@@ -637,13 +697,18 @@ def compare_cohort(
         pred_convention: label convention of prediction NIfTI files.
         ref_convention: label convention of reference NIfTI files.
         overwrite: replace earlier outputs.
+        structures: score only these structures (``"lv"``, ``"myo"``, ``"rv"``; default all), e.g. LV
+            and MYO for LV-only expert contours: the others' metrics and indices are NaN and the summary
+            says what was scored (``scored_structures``). A structure the reference lacks is NaN anyway.
+        annotated_only: score only the slices where the reference has a label
+            (:func:`compare_labels`); the summary says so (``annotated_slices_only``).
 
     Returns:
         The summary dictionary (``n_studies``, ``metrics``, ``indices``, ``failed``, ``unpaired_*``,
-        ``outputs``).
+        ``scored_structures``, ``annotated_slices_only``, ``outputs``).
 
     Raises:
-        ValueError: no study could be paired.
+        ValueError: no study could be paired, or an unknown structure key.
         FileExistsError: outputs exist and ``overwrite`` is False (checked before reading any study).
 
     Example:
@@ -651,6 +716,8 @@ def compare_cohort(
 
     """
     out = Path(output_dir)
+    scored = list(structures) if structures else [s.key for s in STRUCTURES]
+    restrict_to_structures(Comparison(), scored)  # an unknown key fails before any work
     check_outputs([out / n for n in COMPARISON_OUTPUTS], overwrite)
     preds, refs = find_label_sets(pred), find_label_sets(ref)
     if len(preds) == 1 and len(refs) == 1:
@@ -670,11 +737,15 @@ def compare_cohort(
                     read_label_set(pp, pred_convention),
                     read_label_set(rp, ref_convention, labelled_only=True),
                     name,
+                    annotated_only=annotated_only,
                 )
             )
         except (ValueError, OSError) as exc:
             comparison.failed[name] = str(exc)
+    restrict_to_structures(comparison, scored)
     extra = {
+        "scored_structures": scored,
+        "annotated_slices_only": annotated_only,
         "unpaired_predictions": sorted(set(preds) - set(refs)) if len(pairs) > 1 else [],
         "unpaired_references": sorted(set(refs) - set(preds)) if len(pairs) > 1 else [],
     }
