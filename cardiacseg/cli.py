@@ -286,6 +286,110 @@ def _cmd_label_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pseudo_label(args: argparse.Namespace) -> int:
+    _lean_monai()
+    from cardiacseg.workflows.pseudo_label import (
+        parse_tolerances,
+        pseudo_label_cohort,
+        read_id_map,
+        read_reference_volumes,
+    )
+
+    # the tables are checked before the model loads: a bad one fails at once
+    tolerances = parse_tolerances(args.tolerances)
+    read_reference_volumes(args.reference, args.reference_units)
+    if args.id_map:
+        read_id_map(args.id_map)
+    result = pseudo_label_cohort(
+        args.inputs,
+        args.output,
+        _predictor(args),
+        args.reference,
+        reference_units=args.reference_units,
+        id_map=args.id_map,
+        tolerances=tolerances,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        figures=not args.no_figures,
+    )
+    summary = result.summary
+    print(
+        f"{summary['n_studies']} studies: {summary['n_compared']} compared, "
+        f"{summary['n_not_comparable']} not comparable, {summary['n_failed']} failed "
+        f"(volumes in {summary['units']})"
+    )
+    for name, s in summary["sets"].items():
+        where = f"{args.output}/{s['datalist']}"
+        print(f"  {name} (±{s['tolerance_percent']:g} %): {s['studies']} studies -> {where}")
+    print(f"table: {result.table}")
+    for c in result.studies:
+        if c.status != "compared":
+            print(f"cardiacseg: {c.status}: {c.study}: {c.reason}", file=sys.stderr)
+    return 0 if result.ok else 2
+
+
+def _add_pseudo_label_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``cardiacseg pseudo-label``: confidence sets of pseudo-labels (docs/pseudo-labels.md)."""
+    pl = sub.add_parser(
+        "pseudo-label",
+        help="segment an unlabelled cohort, compare LV EDV/ESV with reference volumes (Kaggle DSB CSV) and "
+        "write confidence sets p5/p10/p15 as datalists of images + pseudo-labels",
+        description="Each study found in INPUT (as segment finds them) is matched to a row of the reference "
+        "CSV (Id,Systole,Diastole) by the integer in its name or by --id-map, segmented into "
+        "OUTPUT/segmentations (resumable), and put in the set pK when its predicted LV EDV and ESV both lie "
+        "within ±K % of the reference. See docs/pseudo-labels.md.",
+    )
+    pl.add_argument("inputs", nargs="+", metavar="INPUT")
+    pl.add_argument("--output", "-o", required=True, help="output folder (datalists, table, pseudo-labels)")
+    pl.add_argument(
+        "--reference",
+        required=True,
+        metavar="CSV",
+        help="reference volumes, Kaggle Data Science Bowl format: Id,Systole,Diastole (or Id,Volume)",
+    )
+    pl.add_argument(
+        "--reference-units",
+        choices=["ml", "voxels"],
+        default="ml",
+        help="units of the reference volumes: ml, or voxels for studies without spacing (default: ml)",
+    )
+    pl.add_argument(
+        "--id-map",
+        metavar="CSV",
+        help="table study,Id naming each study's reference Id (default: the one integer in the study name)",
+    )
+    pl.add_argument(
+        "--tolerances",
+        default="5,10,15",
+        help="set tolerances in percent, comma-separated (default: 5,10,15, the paper's p5/p10/p15)",
+    )
+    pl.add_argument("--bundle", help="bundle folder with configs/ and models/ (default: the shipped model)")
+    pl.add_argument(
+        "--weights", nargs="+", help="state-dict file(s) instead of the bundle's (several: ensemble)"
+    )
+    pl.add_argument("--network", help="network name of --weights (default: the bundle's)")
+    pl.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    pl.add_argument("--batch-size", type=int, default=32, help="slices per forward pass")
+    pl.add_argument(
+        "--tta", choices=["none", "flip", "flip_rot90"], help="test-time augmentation (default: the bundle's)"
+    )
+    pl.add_argument("--precision", choices=["fp32", "bf16", "auto"], help="network arithmetic (as segment)")
+    pl.add_argument("--crop-size", type=int, help="heart crop side in pixels (as segment)")
+    pl.add_argument(
+        "--crop-fallback", type=int, help="crop side when the heart reaches the border (0: never)"
+    )
+    pl.add_argument("--fast", action="store_true", help="segment's speed preset (see segment --help)")
+    pl.add_argument("--postprocess", help="comma-separated post-processing steps or 'none' (as segment)")
+    pl.add_argument("--no-figures", action="store_true", help="do not write the segmentations' PNGs")
+    pl.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run's outputs (segmentations made by the same model are reused)",
+    )
+    pl.add_argument("--quiet", action="store_true", help="no progress bar")
+    pl.set_defaults(func=_cmd_pseudo_label)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``cardiacseg`` argument parser.
 
@@ -483,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="rewrite an existing app (trained weights kept in history)"
     )
     lapp.set_defaults(func=_cmd_label_app)
+    _add_pseudo_label_parser(sub)
     return parser
 
 
