@@ -26,6 +26,7 @@ from typing import IO, Any
 import numpy as np
 
 from cardiacseg.clinical.figures import plot_overlay, plot_volume_curve
+from cardiacseg.clinical.html_report import write_html_report
 from cardiacseg.clinical.indices import CardiacIndices, compute_cardiac_indices, detect_ed_es
 from cardiacseg.clinical.qc import quality_flags, uncertainty_flags
 from cardiacseg.clinical.reference_ranges import (
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 #: Files written per study; ``report.json`` is written last and marks a finished study.
-STUDY_OUTPUTS = ("labels.nii.gz", "montage.png", "volumes.png", "report.csv", "report.json")
+STUDY_OUTPUTS = ("labels.nii.gz", "montage.png", "volumes.png", "report.html", "report.csv", "report.json")
 
 #: The slice-range rule used for LV volumes, in words (``report.json`` → ``settings`` and ``model``).
 SLICE_RANGE_RULES = {
@@ -152,7 +153,7 @@ def segment_study(
     reference_ranges: ReferenceTable = SHIPPED_REFERENCE_RANGES,
     bsa_formula: BsaFormula = "mosteller",
 ) -> dict[str, Any]:
-    """Segment a DICOM folder, ACDC folder or NIfTI file; write labels, ``report.json/csv`` and PNGs.
+    """Segment a DICOM folder, ACDC folder or NIfTI file; write labels, ``report.json/csv/html`` and PNGs.
 
     Labels are written as NIfTI on the input grid with the input affine (4D for cine input), exactly as
     predicted (after the predictor's post-processing). ED and ES are the phases with the largest and
@@ -444,6 +445,8 @@ def _write_outputs(
         report["dicom_outputs"] = _write_dicom_outputs(
             out, study, labels, indices, identity, dicom, overwrite, written
         )
+    # the page a person reads: indices, ranges, the PNGs above, QC and curation (before report.json)
+    written.append(write_html_report(out, report, overwrite=overwrite))
     written += write_report(out, report, overwrite=overwrite, csv_header=model_csv_header(identity.to_dict()))
 
 
