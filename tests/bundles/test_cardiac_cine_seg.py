@@ -155,6 +155,7 @@ def test_train_and_evaluate_on_small_real_data(tmp_path: Path, acdc_dir: Path, s
 
 
 @pytest.mark.realdata
+@pytest.mark.slow  # torchrun with two gloo processes, ~25 s on 2 cores: make test-slow
 def test_multi_gpu_config_runs_ddp_on_cpu(tmp_path: Path, acdc_dir: Path) -> None:
     _run(
         [

@@ -62,7 +62,12 @@ def test_2d_only_networks_refuse_3d(name: str) -> None:
         get_network(name, 3, 1, 4)
 
 
-@pytest.mark.parametrize("name", NETWORKS)
+#: The transformer networks cost ~15-20 s per gradient/export test on 2 cores: those run in make test-slow.
+_HEAVY = {"swin_unet", "swin_unetr"}
+_NETWORKS_FAST_FIRST = [pytest.param(n, marks=pytest.mark.slow) if n in _HEAVY else n for n in NETWORKS]
+
+
+@pytest.mark.parametrize("name", _NETWORKS_FAST_FIRST)
 def test_gradient_reaches_every_trainable_parameter(name: str) -> None:
     # seeded: stochastic depth (Swin) may drop a whole residual branch for a small batch
     torch.manual_seed(0)
@@ -89,7 +94,7 @@ def _biases_before_batch_norm(net: torch.nn.Module) -> set[str]:
     return exempt
 
 
-@pytest.mark.parametrize("name", NETWORKS)
+@pytest.mark.parametrize("name", _NETWORKS_FAST_FIRST)
 def test_export_roundtrip_same_output(name: str) -> None:
     net = get_network(name, 2, 1, _out(name), **SMALL.get(name, {})).eval()
     x = torch.rand(1, 1, *((224, 224) if name == "swin_unet" else (70, 70)))

@@ -55,6 +55,10 @@ def test_percentile_normalize_against_numpy(acdc_slice: tuple[np.ndarray, np.nda
         PercentileNormalize(mode="max")  # type: ignore[arg-type]
 
 
+# N4 on the real slice takes ~50 s on 2 cores: that variant runs in `make test-slow`
+@pytest.mark.parametrize(
+    "acdc_slice", ["phantom", pytest.param("acdc", marks=pytest.mark.slow)], indirect=True
+)
 def test_n4_removes_a_known_bias_field(acdc_slice: tuple[np.ndarray, np.ndarray]) -> None:
     img, _ = acdc_slice
     sl = (img.T * 500.0).astype(np.float32)  # background exactly 0, as in magnitude images
