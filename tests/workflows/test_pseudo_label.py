@@ -65,7 +65,7 @@ def _check_outputs(out: Path, expected: dict[str, set[str]], units: str, studies
     With ``studies`` (a folder of NIfTI inputs), each image must be the input's phase, voxel for voxel.
     """
     table = _table(out)
-    assert set(table) == set(expected)
+    assert set(table) - {"study999"} == set(expected)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["units"] == units
     for study, sets in expected.items():
@@ -130,12 +130,14 @@ def acdc_run(acdc_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
         write_nifti(studies / f"{pid}.nii.gz", read_ssl4mis_study(acdc_dir, pid).image)  # no geometry
         ed, es = _acdc_lv_voxels(acdc_dir, pid, 1), _acdc_lv_voxels(acdc_dir, pid, 2)
         lines.append(f"{int(pid[-3:])},{es},{ed}")
-    lines.append("999,50,100")  # a reference row without a study is fine
+    lines.append("999,50,100")
+    lines.append("998,50,100")  # a reference row without a study is fine
+    (studies / "study999.nii.gz").write_bytes(b"\x1f\x8b not really a gzip stream")  # fails, batch goes on
     reference = base / "reference_voxels.csv"
     reference.write_text("\n".join(lines) + "\n")
     out = base / "out"
     args = [str(studies), "-o", str(out), "--reference", str(reference), "--reference-units", "voxels"]
-    assert main(["pseudo-label", *args, "--fast", "--no-figures", "--quiet"]) == 0
+    assert main(["pseudo-label", *args, "--fast", "--no-figures", "--quiet"]) == 2
     return studies, reference, out
 
 
@@ -158,6 +160,9 @@ def test_acdc_sets_match_independent_voxel_counts(acdc_dir: Path, acdc_run: tupl
         assert float(row["esv_rel_error_percent"]) == pytest.approx(100 * e_esv, abs=1e-5)
         expected[pid] = _expected_sets(e_edv, e_esv)
     assert len({frozenset(s) for s in expected.values()}) >= 2  # the patients do not all fall alike
+    failed = table["study999"]  # the corrupt study: recorded, in no set, the others done
+    assert failed["status"] == "failed" and "study999.nii.gz" in failed["reason"]
+    assert failed["in_p15"] == "0" and (out / "segmentations" / "errors" / "study999.txt").exists()
     _check_outputs(out, expected, "voxels", studies)
 
 
@@ -175,8 +180,10 @@ def test_acdc_rerun_refused_then_overwrite_reuses_segmentations(
     assert sorted(result.batch.skipped) == sorted(ACDC_PATIENTS)  # same model: nothing re-segmented
     after = {p: (out / "segmentations" / p / "report.json").stat().st_mtime_ns for p in ACDC_PATIENTS}
     assert after == before
-    assert all(c.status == "not comparable" and "no voxel spacing" in c.reason for c in result.studies)
-    assert result.sets == {"p5": [], "p10": [], "p15": []} and result.ok
+    compared = [c for c in result.studies if c.study != "study999"]
+    assert all(c.status == "not comparable" and "no voxel spacing" in c.reason for c in compared)
+    assert result.sets == {"p5": [], "p10": [], "p15": []}
+    assert not result.ok and "study999" in result.batch.failed  # a failed study is tried again
     assert not list((out / "images").glob("*.nii.gz"))  # the earlier run's pairs are gone with their sets
     # another model's segmentations are never taken for this one's
     (out / "summary.json").unlink()
