@@ -390,6 +390,119 @@ def _add_pseudo_label_parser(sub: argparse._SubParsersAction[argparse.ArgumentPa
     pl.set_defaults(func=_cmd_pseudo_label)
 
 
+def _cmd_transfer(args: argparse.Namespace) -> int:
+    from cardiacseg.workflows.transfer import run_transfer
+
+    result = run_transfer(
+        args.data,
+        args.output,
+        args.start,
+        imagenet_weights=args.imagenet_weights,
+        bundle=args.bundle,
+        labelled=args.labelled,
+        label_convention=args.label_convention,
+        drop_unlabelled=args.drop_unlabelled,
+        val_fraction=args.val_fraction,
+        subjects=args.subjects,
+        images=args.images,
+        ed_es_only=args.ed_es_only,
+        stage1_epochs=args.stage1_epochs,
+        stage2_epochs=args.stage2_epochs,
+        stage1_lr=args.stage1_lr,
+        stage2_lr=args.stage2_lr,
+        patience=args.patience,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        crop_size=args.crop_size,
+        patch_size=args.patch_size,
+        device=args.device,
+        mlflow=not args.no_mlflow,
+        overwrite=args.overwrite,
+    )
+    resumed = f", resumed from epoch {result.resumed_from}" if result.resumed_from else ""
+    print(
+        f"trained {result.epochs_run} epoch(s){resumed} on {result.train_images} images of "
+        f"{len(result.train_patients)} patients; best validation mean Dice {result.best_val_dice} at epoch "
+        f"{result.best_epoch}; bundle: {result.bundle} (cardiacseg segment --bundle {result.bundle} ...)"
+    )
+    return 0
+
+
+def _add_transfer_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``cardiacseg transfer``: train a copy of the bundle on the user's data (docs/transfer.md)."""
+    tr = sub.add_parser(
+        "transfer",
+        help="transfer the segmentation model to your own labelled data (R / TL / TL2 starts, subsets, "
+        "partial labels); writes a bundle for segment --bundle",
+        description="DATA is a MONAI datalist JSON, an ACDC-layout folder or the SSL4MIS HDF5 folder. "
+        "Re-running the same command on an unfinished OUT resumes it. See docs/transfer.md.",
+    )
+    tr.add_argument("--data", required=True, help="datalist JSON, ACDC folder or SSL4MIS folder")
+    tr.add_argument("--output", "-o", required=True, help="output bundle folder")
+    tr.add_argument(
+        "--start",
+        choices=["random", "imagenet", "shipped"],
+        default="shipped",
+        help="initial weights: random (R), imagenet encoder (TL, needs --imagenet-weights) or the "
+        "shipped model (TL2) (default: shipped)",
+    )
+    tr.add_argument(
+        "--imagenet-weights",
+        metavar="FILE",
+        help="torchvision ResNet34 ImageNet state dict (.pth) for --start imagenet; nothing is downloaded",
+    )
+    tr.add_argument("--bundle", help="bundle to copy and start from (default: the shipped one)")
+    tr.add_argument(
+        "--labelled",
+        default="lv,myo,rv",
+        help="structures the labels contain, comma-separated from lv, myo, rv (default: lv,myo,rv)",
+    )
+    tr.add_argument(
+        "--label-convention",
+        choices=["internal", "acdc"],
+        help="label values of a datalist: internal (1 LV, 2 MYO, 3 RV; default) or acdc (1 RV, 2 MYO, 3 LV)",
+    )
+    tr.add_argument(
+        "--drop-unlabelled",
+        action="store_true",
+        help="set label values of structures not in --labelled to 0 instead of refusing them",
+    )
+    tr.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="patients held out for validation without a validation section (default: 0.2)",
+    )
+    tr.add_argument("--subjects", type=int, help="train on N whole subjects (nested subsets)")
+    tr.add_argument("--images", type=int, help="train on N random images (2D slices; nested subsets)")
+    tr.add_argument("--ed-es-only", action="store_true", help="train on ED and ES images only")
+    tr.add_argument(
+        "--stage1-epochs", type=int, default=10, help="epochs with the encoder frozen (default: 10)"
+    )
+    tr.add_argument(
+        "--stage2-epochs", type=int, default=20, help="epochs fine-tuning everything (default: 20)"
+    )
+    tr.add_argument("--stage1-lr", type=float, default=1e-4, help="stage 1 learning rate (default: 0.0001)")
+    tr.add_argument("--stage2-lr", type=float, default=1e-5, help="stage 2 learning rate (default: 1e-05)")
+    tr.add_argument(
+        "--patience", type=int, default=6, help="stop after N validations without improvement (default: 6)"
+    )
+    tr.add_argument("--seed", type=int, default=0, help="seed of split, subsets and training (default: 0)")
+    tr.add_argument("--batch-size", type=int, default=16, help="training batch size (default: 16)")
+    tr.add_argument("--crop-size", type=int, default=160, help="heart crop side in pixels (default: 160)")
+    tr.add_argument(
+        "--patch-size", type=int, default=128, help="training patch side in pixels (default: 128)"
+    )
+    tr.add_argument("--device", help="torch device (default: cuda:0 when available, else cpu)")
+    tr.add_argument("--no-mlflow", action="store_true", help="do not track the run with MLflow")
+    tr.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete a finished transfer (or an unfinished one with other options) in --output first",
+    )
+    tr.set_defaults(func=_cmd_transfer)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``cardiacseg`` argument parser.
 
@@ -588,6 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lapp.set_defaults(func=_cmd_label_app)
     _add_pseudo_label_parser(sub)
+    _add_transfer_parser(sub)
     return parser
 
 

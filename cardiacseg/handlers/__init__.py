@@ -1,7 +1,12 @@
-"""Thin Ignite handlers: exact resume, staged transfer (freeze, then unfreeze), optional MLflow tracking."""
+"""Thin Ignite handlers: exact resume, staged transfer (freeze, then unfreeze), optional MLflow tracking.
+
+Under distributed training (DDP) only rank 0 writes checkpoints and histories; wrap printing handlers
+(progress bars, loss logs) in :class:`RankZero` so that the other ranks stay silent.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,25 +17,82 @@ from cardiacseg.config import as_bool
 from cardiacseg.networks.weights import freeze, unfreeze
 
 __all__ = [
+    "RankZero",
     "ResumableCheckpoint",
     "StagedTransfer",
+    "ValidationHistory",
     "as_bool",
     "first_loss",
+    "is_rank_zero",
     "mlflow_handler",
     "mlflow_run_name",
 ]
+
+
+logger = logging.getLogger(__name__)
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is rank 0 of a ``torch.distributed`` group, or not distributed at all.
+
+    Returns:
+        ``True`` outside distributed training and on rank 0.
+
+    Example:
+        >>> is_rank_zero()
+        True
+
+    """
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+class RankZero:
+    """Attach a handler on rank 0 only (progress bars, loss printing under DDP); elsewhere do nothing.
+
+    Args:
+        handler: any object with ``attach(engine)`` (e.g. Ignite's ``ProgressBar``, MONAI's
+            ``StatsHandler``).
+
+    Example:
+        >>> from ignite.handlers import ProgressBar
+        >>> RankZero(ProgressBar(persist=False)).attach(trainer)  # doctest: +SKIP
+
+    """
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+        self.attached = False
+
+    def attach(self, engine: Any) -> None:
+        """Attach the wrapped handler when this process is rank 0 (or not distributed).
+
+        Args:
+            engine: the Ignite engine.
+
+        """
+        if is_rank_zero():
+            self.handler.attach(engine)
+            self.attached = True
 
 
 class StagedTransfer:
     """Freeze parameter groups at the start of training and unfreeze them after ``unfreeze_after_epochs``.
 
     The 7T transfer study's schedule: stage 1 trains with the encoder frozen, stage 2 fine-tunes everything
-    (its lower learning rate is set by the learning-rate scheduler, e.g. ``MultiStepLR``).
+    (its lower learning rate is set by the learning-rate scheduler, e.g. ``MultiStepLR``). The moment the
+    groups are unfrozen is logged (``cardiacseg.handlers`` logger) and, when an MLflow handler with an open
+    run is given (or a fluent MLflow run is active), recorded as the metric ``encoder_unfrozen_epoch`` (the
+    first epoch trained unfrozen) and the tag of the same name. After a resume the freezing is decided
+    from the epoch number, so a run stopped in stage 1 resumes frozen.
 
     Args:
         network: the model.
-        groups: parameter groups to freeze (see :func:`cardiacseg.networks.weights.parameter_groups`).
+        groups: parameter groups to freeze (see :func:`cardiacseg.networks.weights.parameter_groups`);
+            empty: nothing is frozen (e.g. training from random weights).
         unfreeze_after_epochs: epochs of stage 1 (0: no freezing).
+        mlflow: MONAI's ``MLFlowHandler`` of the run (``None``: no MLflow record).
 
     Example:
         >>> StagedTransfer(net, ["encoder"], 10).attach(trainer)  # doctest: +SKIP
@@ -38,11 +100,18 @@ class StagedTransfer:
     """
 
     def __init__(
-        self, network: nn.Module, groups: Sequence[str] = ("encoder",), unfreeze_after_epochs: int = 10
+        self,
+        network: nn.Module,
+        groups: Sequence[str] = ("encoder",),
+        unfreeze_after_epochs: int = 10,
+        mlflow: Any = None,
     ):
         self.network = network
         self.groups = list(groups)
-        self.unfreeze_after_epochs = unfreeze_after_epochs
+        self.unfreeze_after_epochs = int(unfreeze_after_epochs)
+        self.mlflow = mlflow
+        self.unfrozen_at: int | None = None
+        self._announced = False
 
     def attach(self, engine: Any) -> None:
         """Register with an Ignite engine.
@@ -58,10 +127,134 @@ class StagedTransfer:
     def _on_epoch(self, engine: Any) -> None:
         # EPOCH_STARTED also fires after a resume: decide from the epoch number, not from history
         epoch = engine.state.epoch  # 1-based, already incremented
+        if not self.groups or self.unfreeze_after_epochs <= 0:
+            return
         if epoch <= self.unfreeze_after_epochs:
-            freeze(self.network, self.groups)
-        else:
-            unfreeze(self.network, self.groups)
+            n = freeze(self.network, self.groups)
+            if not self._announced and is_rank_zero():
+                logger.info(
+                    f"epoch {epoch}: {'+'.join(self.groups)} frozen ({n} parameters) through epoch "
+                    f"{self.unfreeze_after_epochs}"
+                )
+            self._announced = True
+            return
+        n = unfreeze(self.network, self.groups)
+        if epoch == self.unfreeze_after_epochs + 1:
+            self.unfrozen_at = epoch
+            if is_rank_zero():
+                logger.info(
+                    f"epoch {epoch}: {'+'.join(self.groups)} unfrozen ({n} parameters trainable again)"
+                )
+                self._record(epoch)
+
+    def _record(self, epoch: int) -> None:
+        run = getattr(self.mlflow, "cur_run", None)
+        if run is not None:
+            client = self.mlflow.client
+            client.log_metric(run.info.run_id, "encoder_unfrozen_epoch", float(epoch), step=epoch)
+            client.set_tag(run.info.run_id, "encoder_unfrozen_epoch", str(epoch))
+            return
+        try:
+            import mlflow
+        except ImportError:
+            return
+        if mlflow.active_run() is not None:
+            mlflow.log_metric("encoder_unfrozen_epoch", float(epoch), step=epoch)
+            mlflow.set_tag("encoder_unfrozen_epoch", str(epoch))
+
+
+class ValidationHistory:
+    """Record each epoch's validation metrics and the number of training images seen, in a JSON file.
+
+    Attach to the trainer after the ``ValidationHandler`` (it reads the evaluator's metrics at the end of
+    every epoch that was validated). The file ``{"epochs": [{"epoch", "iteration", "images_seen",
+    "learning_rate", <metric>: value, ...}]}`` (the learning rate the epoch trained with) is rewritten
+    atomically each time; on a resumed run the records from before the resume are kept and any of the
+    repeated epoch are replaced, so the file reads as one uninterrupted run (learning curves against
+    images seen, the 7T study's Fig. 6).
+
+    Args:
+        path: the JSON file.
+        evaluator: the validation evaluator.
+        n_images: training images per epoch (default: the length of the trainer's data loader's dataset).
+
+    Example:
+        >>> ValidationHistory("run/history.json", evaluator).attach(trainer)  # doctest: +SKIP
+
+    """
+
+    def __init__(self, path: str, evaluator: Any, n_images: int | None = None) -> None:
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.evaluator = evaluator
+        self.n_images = n_images
+        self._lr: float | None = None
+
+    def attach(self, engine: Any) -> None:
+        """Register with the trainer.
+
+        Args:
+            engine: the Ignite trainer.
+
+        """
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_STARTED, self._remember_lr)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.record)
+
+    def _remember_lr(self, engine: Any) -> None:
+        optimizer = getattr(engine, "optimizer", None)
+        self._lr = float(optimizer.param_groups[0]["lr"]) if optimizer is not None else None
+
+    def read(self) -> list[dict[str, Any]]:
+        """Return the records written so far (empty when there is no file).
+
+        Returns:
+            One dictionary per validated epoch, in epoch order.
+
+        """
+        import json
+
+        if not self.path.exists():
+            return []
+        records: list[dict[str, Any]] = json.loads(self.path.read_text()).get("epochs", [])
+        return records
+
+    def record(self, engine: Any) -> None:
+        """Append this epoch's record (only after a validation of this epoch; rank 0 only).
+
+        Args:
+            engine: the trainer.
+
+        """
+        import json
+
+        from cardiacseg.utils.atomic import atomic_write_text
+
+        if not is_rank_zero():
+            return
+        epoch = int(engine.state.epoch)
+        if getattr(self.evaluator.state, "epoch", None) != epoch or not self.evaluator.state.metrics:
+            return
+        n = self.n_images
+        if n is None:
+            loader = engine.data_loader
+            n = len(loader.dataset) if hasattr(loader, "dataset") else 0
+        entry: dict[str, Any] = {
+            "epoch": epoch,
+            "iteration": int(engine.state.iteration),
+            "images_seen": int(epoch * n),
+            "learning_rate": self._lr,
+        }
+        for key, value in self.evaluator.state.metrics.items():
+            try:
+                entry[key] = float(value)
+            except (TypeError, ValueError):
+                continue
+        records = [r for r in self.read() if int(r["epoch"]) < epoch] + [entry]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps({"epochs": records}, indent=1) + "\n", overwrite=True)
 
 
 def mlflow_handler(
@@ -267,7 +460,7 @@ class ResumableCheckpoint:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
 
     def save(self, engine: Any) -> None:
-        """Write the checkpoint (atomically).
+        """Write the checkpoint (atomically; on rank 0 only under distributed training).
 
         Args:
             engine: the trainer.
@@ -279,6 +472,8 @@ class ResumableCheckpoint:
 
         from cardiacseg.utils.atomic import atomic_write
 
+        if not is_rank_zero():
+            return
         state = {
             "network": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),

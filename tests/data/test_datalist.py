@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +49,69 @@ def test_acdc_split_has_no_patient_in_both(acdc_dir: Path) -> None:
         # the centre lies inside the labelled region's bounding box of that patient
         fg = np.concatenate([e["label"][0] for e in items if e["patient"] == d["patient"]], axis=1) > 0
         assert fg.any()
+
+
+def test_subject_subsets_are_nested_for_every_size_and_input_order() -> None:
+    ids = [f"patient{i:03d}" for i in range(1, 15)]
+    for seed in (0, 1, 7):
+        subsets = [set(subset_subjects(ids, n, seed)) for n in (1, 3, 7, 14)]
+        assert [len(s) for s in subsets] == [1, 3, 7, 14]
+        assert all(a <= b for a, b in itertools.pairwise(subsets))
+        # the shuffle starts from the sorted ids: the order given does not change the choice
+        assert set(subset_subjects(list(reversed(ids)), 3, seed)) == subsets[1]
+    # another seed draws another subset (independent expectation: 3 of 14 subjects, 364 possibilities)
+    assert len({tuple(subset_subjects(ids, 3, s)) for s in range(10)}) > 1
+
+
+def _stack(tmp_path: Path, name: str, label: np.ndarray) -> dict[str, str]:
+    from cardiacseg.io import write_nifti
+
+    image = np.random.default_rng(0).random(label.shape).astype(np.float32)
+    write_nifti(tmp_path / f"{name}.nii.gz", image)
+    write_nifti(tmp_path / f"{name}_gt.nii.gz", label)
+    return {"image": f"{name}.nii.gz", "label": f"{name}_gt.nii.gz", "patient": name}
+
+
+def test_annotated_slices_only_become_items(tmp_path: Path) -> None:
+    import json
+
+    from cardiacseg.data.datalist import datalist_slice_items
+
+    label = np.zeros((5, 12, 10), np.uint8)
+    label[1, 3:6, 3:6] = 1  # LV on slices 1 and 3; slices 0, 2, 4 were not contoured
+    label[3, 4:8, 2:5] = 2
+    entry = _stack(tmp_path, "a", label) | {"phase": "ED", "annotated_slices": [1, 3]}
+    (tmp_path / "d.json").write_text(json.dumps({"training": [entry]}))
+    items = datalist_slice_items(tmp_path / "d.json", "training")
+    assert [d["slice"] for d in items] == [1, 3]
+    assert items[0]["label"].shape == (1, 10, 12)  # (1, X, Y)
+    np.testing.assert_array_equal(items[1]["label"][0], label[3].T)
+    assert items[0]["phase"] == "ED" and items[0]["patient"] == "a"
+    # centre of the labels of the used slices: x 2..5, y 3..7
+    assert items[0]["centre"] == (3.5, 5.0)
+    # "slices" (an image subset) intersects with the annotated slices
+    (tmp_path / "d2.json").write_text(json.dumps({"training": [entry | {"slices": [0, 3]}]}))
+    assert [d["slice"] for d in datalist_slice_items(tmp_path / "d2.json")] == [3]
+    (tmp_path / "d3.json").write_text(json.dumps({"training": [entry | {"annotated_slices": [7]}]}))
+    with pytest.raises(ValueError, match=r"a_gt.nii.gz: annotated_slices \[7\] outside"):
+        datalist_slice_items(tmp_path / "d3.json")
+
+
+def test_labels_of_unlabelled_structures_are_refused_or_dropped(tmp_path: Path) -> None:
+    import json
+
+    from cardiacseg.data.datalist import IGNORE_VALUE, datalist_slice_items
+
+    label = np.zeros((2, 8, 8), np.uint8)
+    label[0, 1:3, 1:3] = 1  # ACDC RV
+    label[0, 4:6, 4:6] = 3  # ACDC LV
+    label[1, 0, 0] = IGNORE_VALUE  # a pixel without annotation passes through
+    (tmp_path / "d.json").write_text(json.dumps({"training": [_stack(tmp_path, "b", label)]}))
+    with pytest.raises(ValueError, match=r"b_gt.nii.gz: holds RV"):
+        datalist_slice_items(tmp_path / "d.json", "training", "acdc", labelled_classes=(1, 2))
+    entries = tmp_path / "d.json"
+    items = datalist_slice_items(entries, "training", "acdc", (1, 2), drop_unlabelled=True)
+    first = items[0]["label"][0].T
+    assert set(np.unique(first).tolist()) == {0, 1}  # ACDC LV (3) -> internal 1; RV dropped to 0
+    assert first[4, 4] == 1 and first[1, 1] == 0
+    assert items[1]["label"][0].T[0, 0] == IGNORE_VALUE
