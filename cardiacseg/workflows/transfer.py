@@ -511,7 +511,7 @@ def _create_bundle(out: Path, source: Path, config: dict[str, Any], marker: dict
 def _finish_bundle(
     out: Path, source: Path, marker: dict[str, Any], best: float | None, best_epoch: int | None
 ) -> None:
-    from cardiacseg.utils.atomic import atomic_path
+    from cardiacseg.utils.atomic import atomic_path, atomic_write_text
 
     best_file = out / "models" / "transfer" / "model.pt"
     if not best_file.is_file():
@@ -539,9 +539,8 @@ def _finish_bundle(
     readme = out / "docs" / "README.md"
     if readme.is_file():
         text = readme.read_text()
-        readme.write_text(
-            f"# Transferred model ({version})\n\n{note}.\n\nOptions: see `transfer/run.json`.\n\n{text}"
-        )
+        header = f"# Transferred model ({version})\n\n{note}.\n\nOptions: see `transfer/run.json`.\n\n"
+        atomic_write_text(readme, header + text, overwrite=True)
     last = out / "models" / "transfer" / "last.pt"
     if last.exists():
         last.unlink()

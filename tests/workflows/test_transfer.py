@@ -373,3 +373,37 @@ def test_only_rank_zero_prints_and_checkpoints(monkeypatch: pytest.MonkeyPatch, 
     ckpt = ResumableCheckpoint(str(tmp_path), net, torch.optim.SGD(net.parameters(), lr=0.1))
     ckpt.save(type("E", (), {"state": type("S", (), {"epoch": 1, "iteration": 1})()})())
     assert not (tmp_path / "last.pt").exists()
+
+
+@pytest.mark.realdata
+def test_folders_resolve_to_ed_es_entries(tmp_path: Path, acdc_dir: Path) -> None:
+    from cardiacseg.data.datalist import datalist_slice_items
+    from cardiacseg.io.acdc import write_acdc_patient
+
+    # the SSL4MIS folder: three real patients linked into a folder of their own
+    h5 = tmp_path / "ssl4mis"
+    h5.mkdir()
+    data = acdc_dir / "data" if (acdc_dir / "data").is_dir() else acdc_dir
+    for pid in ("patient001", "patient002", "patient004"):
+        for f in data.glob(f"{pid}_frame*.h5"):
+            (h5 / f.name).symlink_to(f)
+    source = resolve_transfer_data(h5)
+    assert source.kind == "ssl4mis" and len(source.training) == 6 and source.validation is None
+    datalist, summary = select_transfer_data(source, val_fraction=0.34, seed=0)
+    assert len(summary["train_patients"]) == 2 and len(summary["validation_patients"]) == 1
+    assert {e["patient"] for e in datalist["training"]} == set(summary["train_patients"])
+    study = read_ssl4mis_study(acdc_dir, summary["validation_patients"][0])
+    assert summary["validation_images"] == 2 * study.n_slices  # ED and ES, every slice
+    with pytest.raises(ValueError, match="--label-convention applies to datalists only"):
+        resolve_transfer_data(h5, "internal")
+
+    # the ACDC layout, written from a real patient: ACDC label values, converted when read
+    acdc = tmp_path / "acdc"
+    write_acdc_patient(acdc / "patient001", read_ssl4mis_study(acdc_dir, "patient001"), group="DCM")
+    source = resolve_transfer_data(acdc)
+    assert source.kind == "acdc" and source.label_convention == "acdc"
+    assert [e["phase"] for e in source.training] == ["ED", "ES"]
+    items = datalist_slice_items({"training": source.training}, "training", "acdc")
+    np.testing.assert_array_equal(
+        items[3]["label"][0], read_ssl4mis_study(acdc_dir, "patient001").labels[0][3].T
+    )
