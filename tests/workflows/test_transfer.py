@@ -407,3 +407,36 @@ def test_folders_resolve_to_ed_es_entries(tmp_path: Path, acdc_dir: Path) -> Non
     np.testing.assert_array_equal(
         items[3]["label"][0], read_ssl4mis_study(acdc_dir, "patient001").labels[0][3].T
     )
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_imagenet_start_builds_the_resnet34_unet_and_segment_uses_it(
+    tmp_path: Path, tiny_datalist: Path
+) -> None:
+    from cardiacseg.inferers import SlicePredictor
+    from cardiacseg.networks import make_backbone
+
+    # a state dict in torchvision's ResNet34 layout (RGB first conv, ImageNet classifier), made locally
+    torch.manual_seed(0)
+    weights = make_backbone("resnet34", in_channels=3).state_dict()
+    weights |= {"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
+    torch.save(weights, tmp_path / "resnet34.pth")
+    out = tmp_path / "tl"
+    result = run_transfer(
+        tiny_datalist,
+        out,
+        "imagenet",
+        imagenet_weights=tmp_path / "resnet34.pth",
+        **dict(TINY, stage1_epochs=1, stage2_epochs=0, mlflow=False),
+    )
+    assert json.loads((out / "configs" / "inference.json").read_text())["network_name"] == "resnet34_unet"
+    transfer = json.loads((out / "configs" / "transfer.json").read_text())
+    assert transfer["network_def#pretrained"] == str((tmp_path / "resnet34.pth").resolve())
+    assert transfer["pretrained"] is None and transfer["freeze_groups"] == ["encoder"]
+    # the encoder stayed frozen in stage 1: its convolutions still hold the (summed-RGB) given weights
+    state = torch.load(result.model, weights_only=True)
+    conv = next(k for k in state if k.endswith("conv1.weight") and "layer" not in k)
+    torch.testing.assert_close(state[conv], weights["conv1.weight"].sum(dim=1, keepdim=True))
+    predictor = SlicePredictor.from_bundle(out, tta="none")
+    assert type(predictor.network).__name__ == "EncoderUNet"  # segment --bundle builds the ResNet34 U-Net
