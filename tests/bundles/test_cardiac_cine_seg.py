@@ -201,14 +201,15 @@ def test_inference_writes_labels_on_the_input_grid(tmp_path: Path) -> None:
     assert report["indices"]["lv_ef_percent"] is not None
 
 
-@pytest.mark.realdata
-def test_transfer_freezes_the_encoder_in_stage_one(tmp_path: Path, acdc_dir: Path) -> None:
-    # a user's data in NIfTI with ACDC label values, built from real ACDC arrays
+def _transfer_args(tmp_path: Path, acdc_dir: Path) -> tuple[list[str], Path]:
+    """A user's data in NIfTI with ACDC label values (built from real ACDC arrays) and random 'pretrained'
+    weights; the bundle arguments of a one-epoch, encoder-frozen transfer run."""
+    from cardiacseg.io import internal_to_acdc
+    from cardiacseg.networks import get_network
+
     entries = []
     for pid in ("patient001", "patient002", "patient004"):
         study = read_ssl4mis_study(acdc_dir, pid)
-        from cardiacseg.io import internal_to_acdc
-
         write_nifti(tmp_path / f"{pid}.nii.gz", study.image[0], spacing_mm=(10.0, 1.5, 1.5))
         write_nifti(
             tmp_path / f"{pid}_gt.nii.gz", internal_to_acdc(study.labels[0]), spacing_mm=(10.0, 1.5, 1.5)
@@ -216,35 +217,59 @@ def test_transfer_freezes_the_encoder_in_stage_one(tmp_path: Path, acdc_dir: Pat
         entries.append({"image": f"{pid}.nii.gz", "label": f"{pid}_gt.nii.gz", "patient": pid})
     (tmp_path / "datalist.json").write_text(json.dumps({"training": entries[:2], "validation": entries[2:]}))
     pretrained = tmp_path / "pretrained.pt"
-    from cardiacseg.networks import get_network
-
     torch.manual_seed(0)
     torch.save(get_network("unet", 2, 1, 4).state_dict(), pretrained)
-    _run(
-        [
-            "run",
-            "--config_file",
-            _configs("train.json", "transfer.json"),
-            "--bundle_root",
-            str(BUNDLE),
-            "--datalist",
-            str(tmp_path / "datalist.json"),
-            "--label_convention",
-            "acdc",
-            "--pretrained",
-            str(pretrained),
-            "--ckpt_dir",
-            str(tmp_path / "transfer"),
-            "--stage1_epochs",
-            "1",
-            "--stage2_epochs",
-            "0",
-            *_mlflow(tmp_path),
-        ]
-    )
-    before, after = load_state_dict_file(pretrained), load_state_dict_file(tmp_path / "transfer" / "model.pt")
+    args = [
+        "--bundle_root",
+        str(BUNDLE),
+        "--datalist",
+        str(tmp_path / "datalist.json"),
+        "--label_convention",
+        "acdc",
+        "--pretrained",
+        str(pretrained),
+        "--ckpt_dir",
+        str(tmp_path / "transfer"),
+        "--stage1_epochs",
+        "1",
+        "--stage2_epochs",
+        "0",
+        *_mlflow(tmp_path),
+    ]
+    return args, pretrained
+
+
+def _encoder_frozen(pretrained: Path, trained: Path) -> None:
+    from cardiacseg.networks import get_network
+
+    before, after = load_state_dict_file(pretrained), load_state_dict_file(trained)
+    assert not any(k.startswith("module.") for k in after)  # DDP's prefix stripped
     groups = get_network("unet", 2, 1, 4).parameter_groups  # type: ignore[union-attr]
     enc = tuple(groups["encoder"])
     weights = [k for k in before if k.endswith(".weight") and "adn" not in k]
     assert all(torch.equal(before[k], after[k]) for k in weights if k.startswith(enc))
     assert any(not torch.equal(before[k], after[k]) for k in weights if not k.startswith(enc))
+
+
+@pytest.mark.realdata
+@pytest.mark.slow  # torchrun with two gloo processes: make test-slow
+def test_transfer_runs_under_ddp_on_cpu(tmp_path: Path, acdc_dir: Path) -> None:
+    """train.json + transfer.json + multi_gpu_train.json: the pretrained weights reach the DDP-wrapped
+    network, the encoder stays frozen in stage 1 on both ranks, and only rank 0 prints losses."""
+    args, pretrained = _transfer_args(tmp_path, acdc_dir)
+    proc = _run(
+        ["run", "--config_file", _configs("train.json", "transfer.json", "multi_gpu_train.json"), *args],
+        torchrun=True,
+    )
+    assert proc.stdout.count("pretrained weights:") == 2  # both ranks loaded them
+    _encoder_frozen(pretrained, tmp_path / "transfer" / "model.pt")
+    losses = [line for line in (proc.stdout + proc.stderr).splitlines() if "train_loss" in line]
+    steps = [line[line.index("Iter: ") :].split(" ")[1] for line in losses if "Iter: " in line]
+    assert steps and len(steps) == len(losses) == len(set(steps)), losses[:6]  # one printer, no step twice
+
+
+@pytest.mark.realdata
+def test_transfer_freezes_the_encoder_in_stage_one(tmp_path: Path, acdc_dir: Path) -> None:
+    args, pretrained = _transfer_args(tmp_path, acdc_dir)
+    _run(["run", "--config_file", _configs("train.json", "transfer.json"), *args])
+    _encoder_frozen(pretrained, tmp_path / "transfer" / "model.pt")
