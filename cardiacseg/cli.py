@@ -503,6 +503,66 @@ def _add_transfer_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     tr.set_defaults(func=_cmd_transfer)
 
 
+def _cmd_transfer_experiment(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from cardiacseg.workflows.transfer_experiment import run_transfer_experiment
+
+    stop_at = None
+    if args.stop_at:
+        stop_at = datetime.fromisoformat(args.stop_at)
+        if stop_at.tzinfo is None:
+            stop_at = stop_at.replace(tzinfo=timezone.utc)
+    result = run_transfer_experiment(
+        args.spec,
+        args.output,
+        device=args.device,
+        mlflow=not args.no_mlflow,
+        stop_at=stop_at,
+        arms=args.arms.split(",") if args.arms else None,
+        dry_run=args.dry_run,
+    )
+    for arm in result.arms:
+        state = (
+            "trained"
+            if arm.name in result.trained
+            else "finished before"
+            if arm.name in result.skipped
+            else "pending"
+            if arm.name in result.pending
+            else "not selected"
+        )
+        print(
+            f"{arm.name}: {arm.train_images} images x {arm.epochs} epochs "
+            f"({arm.stage1_epochs} + {arm.stage2_epochs}): {state}"
+        )
+    print(f"learning curves and summary: {result.output}")
+    return 0
+
+
+def _add_transfer_experiment_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``cardiacseg transfer-experiment``: the data-requirement grid (docs/transfer.md)."""
+    te = sub.add_parser(
+        "transfer-experiment",
+        help="train a grid of transfer runs (start x subset x size x seed) with an equal budget of images "
+        "seen; writes learning curves (CSV, PNG) and start/convergence/peak per arm",
+        description="SPEC is a YAML experiment spec (docs/transfer.md). Re-running the same command "
+        "continues a killed grid: finished arms are skipped, an unfinished arm resumes.",
+    )
+    te.add_argument("spec", metavar="SPEC", help="YAML experiment spec")
+    te.add_argument("--output", "-o", required=True, help="experiment folder (arms, curves, summary)")
+    te.add_argument("--device", help="torch device (default: cuda:0 when available, else cpu)")
+    te.add_argument("--no-mlflow", action="store_true", help="do not track the arms with MLflow")
+    te.add_argument(
+        "--stop-at",
+        metavar="TIME",
+        help="start no arm after this ISO time (UTC unless it has an offset); the rest stays pending",
+    )
+    te.add_argument("--arms", help="comma-separated arm names to train (all when not given)")
+    te.add_argument("--dry-run", action="store_true", help="list the arms and their epochs, train nothing")
+    te.set_defaults(func=_cmd_transfer_experiment)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``cardiacseg`` argument parser.
 
@@ -702,6 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
     lapp.set_defaults(func=_cmd_label_app)
     _add_pseudo_label_parser(sub)
     _add_transfer_parser(sub)
+    _add_transfer_experiment_parser(sub)
     return parser
 
 
