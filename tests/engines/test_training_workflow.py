@@ -88,3 +88,44 @@ def test_training_workflow_trains_on_real_slices(acdc_dir: Path, tmp_path: Path)
     assert wf.parser.get_parsed_content("train#trainer").state.epoch == 10
     assert any(tmp_path.iterdir()), "no checkpoint written"
     assert after > before + 0.2, (before, after)
+
+
+def _adversarial_workflow(acdc_dir: Path, tmp_path: Path, files: tuple[str, ...], epochs: int) -> object:
+    return training_workflow(
+        BUNDLE,
+        config_files=files,
+        data_root=str(acdc_dir),
+        ckpt_dir=str(tmp_path),
+        epochs=epochs,
+        val_interval=1,
+        crop_size=128,
+        patch_size=96,
+        mlflow_tracking=False,
+        batch_size=8,
+        train_patients=["patient001"],
+        val_patients=["patient004"],
+    )
+
+
+def test_adversarial_overlay_switches_the_iteration_update(acdc_dir: Path, tmp_path: Path) -> None:
+    """configs/adversarial.json replaces the trainer's iteration update, nothing else."""
+    from cardiacseg.engines.adversarial import AdversarialIteration
+
+    wf = _adversarial_workflow(acdc_dir, tmp_path, ("train.json", "adversarial.json"), 1)
+    trainer = wf.parser.get_parsed_content("train#trainer")  # type: ignore[attr-defined]
+    update = wf.parser.get_parsed_content("adversarial")  # type: ignore[attr-defined]
+    assert isinstance(update, AdversarialIteration) and update.steps == 2
+    assert trainer._process_function is update  # the Ignite engine runs it as its iteration
+    plain = _adversarial_workflow(acdc_dir, tmp_path / "plain", ("train.json",), 1)
+    plain_trainer = plain.parser.get_parsed_content("train#trainer")  # type: ignore[attr-defined]
+    assert not isinstance(plain_trainer._process_function, AdversarialIteration)
+
+
+@pytest.mark.slow
+def test_adversarial_overlay_trains_one_epoch(acdc_dir: Path, tmp_path: Path) -> None:
+    wf = _adversarial_workflow(acdc_dir, tmp_path, ("train.json", "adversarial.json"), 1)
+    wf.run()  # type: ignore[attr-defined]
+    trainer = wf.parser.get_parsed_content("train#trainer")  # type: ignore[attr-defined]
+    out = trainer.state.output
+    assert out["loss_consistency"] > 0 and out["adversarial_gain"] > 0
+    wf.finalize()  # type: ignore[attr-defined]
