@@ -297,6 +297,7 @@ def test_active_learning_strategies_return_unlabelled_images(server: Any) -> Non
     server["report"]["uncertainty_scores"] = {k: round(v, 4) for k, v in sorted(scores.items())}
 
 
+@pytest.mark.slow  # eight requests served one after another, ~45 s on 2 cores: make test-slow
 def test_eight_concurrent_infer_requests_all_succeed(server: Any) -> None:
     url = server["url"]
     ids = sorted(server["images"])

@@ -140,6 +140,7 @@ def test_classification_metrics_bundle_and_dict() -> None:
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # t-SNE, ~25 s on 2 cores: make test-slow
 def test_confusion_matrix_and_tsne_png(tmp_path: Path) -> None:
     out = plot_confusion_matrix([[5, 1, 0], [2, 30, 1], [0, 3, 6]], tmp_path / "cm.png")
     assert out.read_bytes()[:8] == PNG

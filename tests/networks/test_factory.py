@@ -24,7 +24,13 @@ def _out(name: str) -> int:
     return 3 if name == "slice_classifier" else 4
 
 
-@pytest.mark.parametrize("name", NETWORKS)
+#: The transformer networks cost ~15-20 s per test (shapes, gradients, export, real slices) on 2 cores:
+#: those run in make test-slow.
+_HEAVY = {"swin_unet", "swin_unetr"}
+_NETWORKS_FAST_FIRST = [pytest.param(n, marks=pytest.mark.slow) if n in _HEAVY else n for n in NETWORKS]
+
+
+@pytest.mark.parametrize("name", _NETWORKS_FAST_FIRST)
 def test_2d_shape_256_and_odd_size(name: str) -> None:
     net = get_network(name, 2, 1, _out(name)).eval()
     with torch.no_grad():
@@ -60,11 +66,6 @@ def test_3d_shapes(name: str) -> None:
 def test_2d_only_networks_refuse_3d(name: str) -> None:
     with pytest.raises(ValueError, match="2D only"):
         get_network(name, 3, 1, 4)
-
-
-#: The transformer networks cost ~15-20 s per gradient/export test on 2 cores: those run in make test-slow.
-_HEAVY = {"swin_unet", "swin_unetr"}
-_NETWORKS_FAST_FIRST = [pytest.param(n, marks=pytest.mark.slow) if n in _HEAVY else n for n in NETWORKS]
 
 
 @pytest.mark.parametrize("name", _NETWORKS_FAST_FIRST)
@@ -165,7 +166,7 @@ def test_deformable_bottleneck_is_used() -> None:
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("name", NETWORKS)
+@pytest.mark.parametrize("name", _NETWORKS_FAST_FIRST)
 def test_forward_on_real_slices(name: str, acdc_dir: Path) -> None:
     study = read_ssl4mis_study(acdc_dir, "patient002")
     slices = study.image[0, 3:5]  # two real (Y, X) slices
