@@ -189,8 +189,9 @@ def _patient_options(args: argparse.Namespace) -> dict[str, Any]:
             )
         try:
             patient = PatientInfo(*given, source="given by the user")
+            patient.check_plausible("--height-cm/--weight-kg/--age-years")
         except ValueError as exc:
-            raise SystemExit(f"cardiacseg: {exc}") from exc
+            raise SystemExit(f"cardiacseg: error: {exc}") from exc
         options["patient"] = patient
     elif args.patient_info:
         options["patients"] = read_patient_table(args.patient_info)

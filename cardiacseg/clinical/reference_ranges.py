@@ -238,8 +238,8 @@ class ReferenceTable:
         }
 
 
-_KB2015 = "kawel-boehm-2015"
-_HUDSMITH2005 = "hudsmith-2005"
+_KB2015 = "Kawel-Boehm 2015"
+_HUDSMITH2005 = "Hudsmith 2005"
 
 
 def _shipped() -> ReferenceTable:
@@ -415,6 +415,10 @@ def assess_reference_ranges(
             reason = ""
         ranges = [r for r in (table.lookup(key, "M"), table.lookup(key, "F")) if r is not None]
         chosen = [r for r in ranges if r.sex == p.sex] if p.sex else ranges
+        if not p.sex and len(chosen) == 1:  # one sex's range cannot judge a patient of unknown sex
+            chosen = []
+            if not reason:
+                reason = "sex unknown and the table has a range for one sex only"
         status = "not assessed"
         lower = upper = None
         source = ""
@@ -433,7 +437,7 @@ def assess_reference_ranges(
             {
                 "key": key,
                 "name": name,
-                "value": None if value is None else round(float(value), 2),
+                "value": None if value is None else round(float(value), 3),
                 "unit": unit,
                 "lower": lower,
                 "upper": upper,

@@ -53,7 +53,13 @@ from cardiacseg.io.dicom_enhanced import (
     is_enhanced_multiframe,
 )
 from cardiacseg.io.limits import check_allocation
-from cardiacseg.io.study import CineStudy, CurationReport, PatientInfo
+from cardiacseg.io.study import (
+    PLAUSIBLE_HEIGHT_CM,
+    PLAUSIBLE_WEIGHT_KG,
+    CineStudy,
+    CurationReport,
+    PatientInfo,
+)
 from cardiacseg.typing import Affine, FloatArray, PathLike
 
 __all__ = [
@@ -1090,9 +1096,9 @@ def _report_mirrored(frames: Sequence[DicomFrame], ref: DicomFrame, report: Cura
         )
 
 
-#: Plausible adult and paediatric body size; values outside are ignored with a curation warning.
-_HEIGHT_RANGE_CM = (40.0, 250.0)
-_WEIGHT_RANGE_KG = (2.0, 400.0)
+#: Plausible body size; values outside are ignored with a curation warning.
+_HEIGHT_RANGE_CM = PLAUSIBLE_HEIGHT_CM
+_WEIGHT_RANGE_KG = PLAUSIBLE_WEIGHT_KG
 #: Length of one DICOM Age String unit in years (PS3.5 6.2, VR AS: ``nnnD``, ``nnnW``, ``nnnM``, ``nnnY``).
 _AGE_UNIT_YEARS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
 

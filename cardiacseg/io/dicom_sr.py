@@ -62,7 +62,7 @@ SR_CONCEPTS: dict[str, tuple[str, str, str, str, int | None, str]] = {
         "Right ventricular end systolic volume",
         "ml",
         int(CardiacLabel.RV),
-        "ES",
+        "RV ES",
     ),
     "lv_sv_ml": ("90096001", "SCT", "Stroke Volume", "ml", None, ""),
     "lv_ef_percent": ("8811-2", "LN", "Left ventricular Ejection fraction by MRI", "%", None, ""),
@@ -178,7 +178,7 @@ def write_dicom_sr(
     phase = {"ED": ed_phase, "ES": es_phase, "RV ES": es_phase if rv_es_phase is None else rv_es_phase}
     missing = [p for p in phase.values() if p not in seg.files]
     if missing:
-        raise ValueError(f"no DICOM SEG for phase(s) {missing}: write the SEG of ED and ES first")
+        raise ValueError(f"no DICOM SEG for phase(s) {missing}: write the SEG of ED and ES (and RV ES) first")
     seg_by_phase = {t: hd.seg.segread(str(seg.files[t])) for t in set(phase.values())}
     # one header per source file: a multi-frame file holds every (t, z) image, so it is evidence once
     sources = {t: [sanitized_source(f) for f in dict.fromkeys(study.source_files[t])] for t in seg_by_phase}

@@ -29,8 +29,9 @@ def read_patient_table(path: PathLike) -> dict[str, PatientInfo]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: no ``study`` column, an unknown column, a repeated study, or a value that is not a
-            positive number / ``M`` / ``F`` (the message names the file and the line).
+        ValueError: no ``study`` column, an unknown column, a repeated study, a value that is not a
+            positive number / ``M`` / ``F``, or an implausible body size (40-250 cm, 2-400 kg, 0-130 years;
+            e.g. a height in metres); the message names the file and the line.
 
     Example:
         >>> patients = read_patient_table("patients.csv")  # doctest: +SKIP
@@ -69,6 +70,7 @@ def read_patient_table(path: PathLike) -> dict[str, PatientInfo]:
                     numbers["age_years"],
                     source=f"given by the user ({p.name})",
                 )
+                out[name].check_plausible()
             except ValueError as exc:
                 raise ValueError(f"{p}:{line}: {exc}") from exc
     return out

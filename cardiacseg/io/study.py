@@ -117,6 +117,11 @@ class CurationReport:
         return len(self.issues)
 
 
+#: Body sizes outside these are refused from the user and ignored (with a curation warning) from DICOM.
+PLAUSIBLE_HEIGHT_CM = (40.0, 250.0)
+PLAUSIBLE_WEIGHT_KG = (2.0, 400.0)
+
+
 @dataclass(frozen=True)
 class PatientInfo:
     """Body size, sex and age of the patient, where the source (or the user) states them.
@@ -147,6 +152,33 @@ class PatientInfo:
                 raise ValueError(f"{name} must be a positive number, got {value}")
         if self.sex not in (None, "M", "F"):
             raise ValueError(f"sex must be 'M', 'F' or None, got {self.sex!r}")
+
+    def check_plausible(self, where: str = "") -> None:
+        """Refuse values no patient has (e.g. a height in metres or a weight in grams).
+
+        Args:
+            where: what to name in the message (a file and line, an option).
+
+        Raises:
+            ValueError: height outside 40-250 cm, weight outside 2-400 kg, or age outside 0-130 years.
+
+        Example:
+            >>> PatientInfo(height_cm=1.78).check_plausible("--height-cm")
+            Traceback (most recent call last):
+            ...
+            ValueError: --height-cm: height 1.78 cm is outside 40-250 cm (a height in metres?)
+
+        """
+        prefix = f"{where}: " if where else ""
+        checks = (
+            ("height", self.height_cm, PLAUSIBLE_HEIGHT_CM, "cm", " (a height in metres?)"),
+            ("weight", self.weight_kg, PLAUSIBLE_WEIGHT_KG, "kg", ""),
+            ("age", self.age_years, (0.0, 130.0), "years", ""),
+        )
+        for name, value, (lo, hi), unit, hint in checks:
+            if value is not None and not lo <= value <= hi:
+                extra = hint if value < lo else ""
+                raise ValueError(f"{prefix}{name} {value:g} {unit} is outside {lo:g}-{hi:g} {unit}{extra}")
 
     @property
     def known(self) -> bool:

@@ -182,8 +182,10 @@ def segment_study(
         figures: write ``montage.png`` (ED/ES overlays) and ``volumes.png`` (LV/RV volume curve).
         progress: called as ``progress(stage, done, total)`` while the study is read, predicted (after
             each network batch, counting slices) and written (:data:`StudyProgress`); ``None``: silent.
-        dicom_seg: also write a DICOM Segmentation per phase (``dicom_seg/seg_t<NN>[_ED|_ES].dcm``, one SEG
-            series, :func:`~cardiacseg.io.dicom_seg.write_dicom_seg`) referencing the source images.
+        dicom_seg: also write a DICOM Segmentation per phase (``dicom_seg/seg_t<NN>[_ED|_ES|_RVES].dcm``,
+            one SEG series, :func:`~cardiacseg.io.dicom_seg.write_dicom_seg`) referencing the source images.
+            With ``overwrite``, the SEG/SR files of an earlier run are removed first (they would contradict
+            the new report), whether or not new ones are written.
         dicom_sr: also write the DICOM SR measurement report ``dicom_sr.dcm`` (TID 1500,
             :func:`~cardiacseg.io.dicom_sr.write_dicom_sr`); implies the SEG it references.
         slice_classifier: the slice-range classifier (needed for ``slice_range="classifier"``; with
@@ -441,6 +443,8 @@ def _write_outputs(
                     footer=footer,
                 )
             )
+    if overwrite:  # DICOM objects of an earlier run would contradict this report: never leave them behind
+        _remove_earlier_dicom_outputs(out)
     if dicom:
         report["dicom_outputs"] = _write_dicom_outputs(
             out, study, labels, indices, identity, dicom, overwrite, written
@@ -448,6 +452,17 @@ def _write_outputs(
     # the page a person reads: indices, ranges, the PNGs above, QC and curation (before report.json)
     written.append(write_html_report(out, report, overwrite=overwrite))
     written += write_report(out, report, overwrite=overwrite, csv_header=model_csv_header(identity.to_dict()))
+
+
+def _remove_earlier_dicom_outputs(out: Path) -> None:
+    """Delete the SEG/SR files an earlier run wrote in this study folder (only cardiacseg's own names)."""
+    (out / "dicom_sr.dcm").unlink(missing_ok=True)
+    folder = out / "dicom_seg"
+    if folder.is_dir():
+        for f in folder.glob("seg_t*.dcm"):
+            f.unlink()
+        with contextlib.suppress(OSError):  # left in place when the user keeps other files there
+            folder.rmdir()
 
 
 def _check_dicom_output(study: CineStudy, kind: str) -> None:
@@ -486,7 +501,9 @@ def _write_dicom_outputs(
     from cardiacseg.io.dicom_sr import SR_CONCEPTS, write_dicom_sr
 
     name, version = _algorithm(identity)
-    roles = {indices.es_phase: "ES", indices.ed_phase: "ED"} if study.n_phases > 1 else {}
+    roles: dict[int, str] = {}
+    if study.n_phases > 1:  # file names: _ED, _ES, and _RVES where the RV's own end-systole differs
+        roles = {indices.rv_es_phase: "RVES", indices.es_phase: "ES", indices.ed_phase: "ED"}
     seg = write_dicom_seg(study, labels, out / "dicom_seg", name, version, roles=roles, overwrite=overwrite)
     written += list(seg.files.values())
     record: dict[str, Any] = {
@@ -506,6 +523,7 @@ def _write_dicom_outputs(
             name,
             version,
             overwrite,
+            rv_es_phase=indices.rv_es_phase,
         )
         written.append(sr)
         record["sr_file"] = str(sr.relative_to(out))
@@ -579,6 +597,24 @@ class BatchResult:
     def ok(self) -> bool:
         """True when no study failed."""
         return not self.failed
+
+
+def _warn_if_body_size_differs(name: str, report: dict[str, Any], patient: PatientInfo | None) -> None:
+    """Say so when a finished study is skipped although other body-size values were asked for."""
+    if patient is None or not patient.known:
+        return
+    earlier = report.get("body_size") or {}
+    changed = [
+        k
+        for k in ("height_cm", "weight_kg", "sex", "age_years")
+        if getattr(patient, k) is not None and getattr(patient, k) != earlier.get(k)
+    ]
+    if changed:
+        warnings.warn(
+            f"{name}: finished earlier with other {', '.join(changed)}; its report keeps the earlier values "
+            "(pass --overwrite to redo it)",
+            stacklevel=3,
+        )
 
 
 def _summary_row(
@@ -746,7 +782,7 @@ def segment_batch(
 
     Raises:
         FileNotFoundError: an input path does not exist.
-        ValueError: no study found in the inputs.
+        ValueError: no study found in the inputs, or a ``patient`` (one study's body size) for several.
 
     Example:
         >>> result = segment_batch(["studies/"], "out", predictor)  # doctest: +SKIP
@@ -757,7 +793,13 @@ def segment_batch(
         raise ValueError(
             f"no study (DICOM folder, ACDC folder, NIfTI file) found in {[str(i) for i in inputs]}"
         )
-    one_patient = kwargs.pop("patient", None)  # segment_study's own option: the same for every study
+    one_patient = kwargs.pop("patient", None)  # segment_study's own option: describes one study
+    if one_patient is not None and len(studies) > 1:
+        raise ValueError(
+            f"body size given for one study, but the inputs hold {len(studies)} studies "
+            f"({', '.join(s.name for s in studies[:3])}{' ...' if len(studies) > 3 else ''}): use a patient "
+            "table (--patient-info) for several"
+        )
     unmatched = sorted(set(patients or {}) - {s.name for s in studies})
     if unmatched:
         warnings.warn(
@@ -778,7 +820,9 @@ def segment_batch(
             report_file = out / "report.json"
             if report_file.exists() and not overwrite:
                 result.skipped.append(name)
-                result.rows.append(_summary_row(name, path, "skipped", json.loads(report_file.read_text())))
+                earlier = json.loads(report_file.read_text())
+                _warn_if_body_size_differs(name, earlier, (patients or {}).get(name, one_patient))
+                result.rows.append(_summary_row(name, path, "skipped", earlier))
                 shown.finish("skipped (finished earlier)")
                 continue
             try:

@@ -184,3 +184,68 @@ def test_cli_body_size_options_describe_one_study(tmp_path: Path) -> None:
         main(["segment", "a", "-o", str(tmp_path), "--weight-kg", "70", "--patient-info", "p.csv"])
     with pytest.raises(SystemExit, match="height_cm must be a positive"):
         main(["segment", "a", "-o", str(tmp_path), "--height-cm", "-170"])
+
+
+def test_implausible_body_sizes_are_refused(tmp_path: Path) -> None:
+    from cardiacseg.cli import main
+
+    path = tmp_path / "patients.csv"
+    path.write_text("study,height_cm,weight_kg\nA,1.78,82\n")  # a height in metres
+    with pytest.raises(
+        ValueError, match=r"patients.csv:2: height 1.78 cm is outside 40-250 cm \(a height in metres"
+    ):
+        read_patient_table(path)
+    path.write_text("study,height_cm,weight_kg,age_years\nA,178,820,40\n")  # grams?
+    with pytest.raises(ValueError, match="weight 820 kg is outside 2-400 kg"):
+        read_patient_table(path)
+    with pytest.raises(SystemExit, match="age 250 years is outside"):
+        main(["segment", "a", "-o", str(tmp_path), "--age-years", "250"])
+
+
+def test_unknown_sex_with_a_one_sex_range_is_not_assessed(tmp_path: Path) -> None:
+    table = {
+        "name": "lab",
+        "sources": {"x": {"citation": "Lab", "url": "", "note": ""}},
+        "ranges": [{"key": "lv_ef_percent", "sex": "M", "lower": 55.0, "upper": 73.0, "source": "x"}],
+    }
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(table))
+    idx = _phantom_indices(edv_ml=200, esv_ml=150, myo_ml=100)  # EF 25 %
+    rows = {
+        r["key"]: r
+        for r in assess_reference_ranges(idx, None, load_reference_ranges(path))["reference_ranges"]["rows"]
+    }
+    assert rows["lv_ef_percent"]["status"] == "not assessed"
+    assert "one sex only" in rows["lv_ef_percent"]["reason"]
+    male = {
+        r["key"]: r
+        for r in assess_reference_ranges(idx, PatientInfo(sex="M"), load_reference_ranges(path))[
+            "reference_ranges"
+        ]["rows"]
+    }
+    assert male["lv_ef_percent"]["status"] == "below"
+
+
+@pytest.mark.realdata
+def test_one_patient_for_a_folder_of_studies_is_refused_and_skips_warn(
+    sunnybrook_dir: Path, tmp_path: Path
+) -> None:
+    from cardiacseg.workflows.segment import segment_batch
+
+    with pytest.raises(ValueError, match="body size given for one study, but the inputs hold 2 studies"):
+        segment_batch([sunnybrook_dir / "dicoms"], tmp_path / "out", None, patient=PatientInfo(170.0, 70.0))  # type: ignore[arg-type]
+    # a finished study (report.json present) is skipped, and a request with another weight says so
+    done = tmp_path / "out" / "SCD0000101"
+    done.mkdir(parents=True)
+    (done / "report.json").write_text(
+        json.dumps({"indices": {}, "body_size": {"height_cm": 170.0, "weight_kg": 82.0}})
+    )
+    with pytest.warns(UserWarning, match="finished earlier with other weight_kg"):
+        result = segment_batch(
+            [sunnybrook_dir / "dicoms" / "SCD0000101"],
+            tmp_path / "out",
+            None,
+            progress=False,
+            patient=PatientInfo(170.0, 60.0),  # type: ignore[arg-type]
+        )
+    assert result.skipped == ["SCD0000101"]

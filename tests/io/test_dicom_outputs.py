@@ -112,6 +112,45 @@ def test_seg_and_sr_round_trip_on_sunnybrook(
     if shutil.which("dciodvfy"):
         for f in (out / record["seg_files"][str(ed)], out / record["sr_file"]):
             assert _dciodvfy_errors(f) == [], f
+    # RV ESV is measured at the RV's own end-systole: its group references that phase's SEG
+    rv_es = report["indices"]["rv_es_phase"]
+    if rv_es != es:
+        assert record["seg_files"][str(rv_es)].endswith("_RVES.dcm")
+    uid = {t: str(pydicom.dcmread(out / record["seg_files"][str(t)]).SOPInstanceUID) for t in (es, rv_es)}
+    rv_group = _group_of(sr.ContentSequence, "RVESV")
+    assert rv_group is not None
+    refs = _referenced_uids(rv_group)
+    assert uid[rv_es] in refs and (rv_es == es or uid[es] not in refs)
+    assert f"cardiac phase {rv_es}" in _texts(rv_group)
+    # a later run with --overwrite removes these DICOM objects: they would contradict its report
+    segment_study(dicom_dir, out, predictor, figures=False, overwrite=True)  # type: ignore[arg-type]
+    assert not (out / "dicom_sr.dcm").exists() and not (out / "dicom_seg").exists()
+
+
+def _group_of(items: object, code: str) -> pydicom.Dataset | None:
+    """The content item whose direct children hold the NUM measurement ``code``."""
+    for item in items:  # type: ignore[attr-defined]
+        children = item.get("ContentSequence", [])
+        if any(
+            c.get("ValueType") == "NUM" and c.ConceptNameCodeSequence[0].CodeValue == code for c in children
+        ):
+            return item  # type: ignore[no-any-return]
+        found = _group_of(children, code)
+        if found is not None:
+            return found
+    return None
+
+
+def _referenced_uids(item: pydicom.Dataset) -> set[str]:
+    out = {str(r.ReferencedSOPInstanceUID) for r in item.get("ReferencedSOPSequence", [])}
+    for child in item.get("ContentSequence", []):
+        out |= _referenced_uids(child)
+    return out
+
+
+def _texts(item: pydicom.Dataset) -> str:
+    own = str(item.get("TextValue", ""))
+    return own + " ".join(_texts(c) for c in item.get("ContentSequence", []))
 
 
 def test_nifti_input_is_refused_before_any_work(tmp_path: Path, predictor: object, acdc_dir: Path) -> None:
