@@ -491,6 +491,10 @@ def plot_bland_altman(
 ) -> Path:
     """Save Bland–Altman plots (difference vs mean, bias and 95 % limits of agreement), one panel per index.
 
+    The limits of agreement (bias ± 1.96 SD of the differences) are drawn only from 10 studies on: with
+    fewer, the SD is too uncertain to mean anything (the title says so). A difference of percentages (an
+    index in ``%``) is labelled in percentage points.
+
     Args:
         pairs: ``{index name: (predicted values, reference values)}``, e.g. ``{"EF": (pred, ref)}``.
         path: output PNG.
@@ -527,12 +531,15 @@ def plot_bland_altman(
         sd = float(diff.std(ddof=1)) if diff.size > 1 else 0.0
         ax.scatter(mean, diff, s=18, color="#3060c0")
         ax.axhline(bias, color="k", lw=1)
-        for lim in (bias - 1.96 * sd, bias + 1.96 * sd):
+        for lim in (bias - 1.96 * sd, bias + 1.96 * sd) if diff.size >= 10 else ():
             ax.axhline(lim, color="k", lw=0.8, ls="--")
         u = f" ({units[name]})" if name in units else ""
+        # a difference of percentages is in percentage points
+        du = " (percentage points)" if units.get(name) == "%" else u
         ax.set_xlabel(f"mean of model and reference {name}{u}")
-        ax.set_ylabel(f"model - reference {name}{u}")
-        ax.set_title(f"{name}: bias {bias:+.1f}, LoA ±{1.96 * sd:.1f} (n={diff.size})", fontsize=9)
+        ax.set_ylabel(f"model - reference {name}{du}")
+        loa = f"LoA ±{1.96 * sd:.1f}" if diff.size >= 10 else "too few studies for limits of agreement"
+        ax.set_title(f"{name}: bias {bias:+.1f}, {loa} (n={diff.size})", fontsize=9)
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
