@@ -279,6 +279,7 @@ def plot_overlay(
     footer: str = "",
     rv_left: bool = False,
     base_to_apex: bool = False,
+    max_columns: int = 8,
 ) -> Path:
     """Save a montage of label contours over the image: one row per phase, one column per slice.
 
@@ -298,6 +299,8 @@ def plot_overlay(
             put the RV left); the title says how the panels were turned.
         base_to_apex: order the columns from base to apex (:func:`base_to_apex_order`) and name the
             basal and apical ends.
+        max_columns: panels per row; a phase with more slices wraps onto rows of equal length (12 slices:
+            two rows of 6 per phase).
 
     Returns:
         The written path.
@@ -335,15 +338,20 @@ def plot_overlay(
         rank = {z: i for i, z in enumerate(order)}
         slices = sorted(slices, key=lambda z: rank[z])
     positions = slice_positions(study)
-    fig, axes = plt.subplots(
-        len(phases), len(slices), figsize=(2.2 * len(slices), 2.6 * len(phases) + 0.6), squeeze=False
-    )
+    # more slices than max_columns: each phase wraps onto several rows of equal length (readable panels)
+    rows_per_phase = -(-len(slices) // max_columns)
+    ncols = -(-len(slices) // rows_per_phase)
+    nrows = rows_per_phase * len(phases)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.6 * nrows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)  # shown again when a panel is drawn in it
     foot = _add_footer(fig, footer)
     height = fig.get_figheight()
     for r, p in enumerate(phases):
         name = "ED" if p == study.ed_phase else "ES" if p == study.es_phase else f"phase {p}"
         for c, z in enumerate(slices):
-            ax = axes[r][c]
+            ax = axes[r * rows_per_phase + c // ncols][c % ncols]
+            ax.set_visible(True)
             img = study.image[p, z][rs, cs]
             lab = study.labels[p][z][rs, cs]
             if k or mirror:

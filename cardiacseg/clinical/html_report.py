@@ -54,7 +54,10 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _STATUS_MARK = {"within": "\u2713 within", "below": "\u25bc below", "above": "\u25b2 above"}
 
 _FIGURE_TEXT = {
-    "montage": ("Segmentation montage", "every slice at ED (top) and ES (bottom), model contours"),
+    "montage": (
+        "Segmentation montage",
+        "every slice from base to apex, ED (upper rows) and ES (lower rows), model contours",
+    ),
     "volumes": ("Volume curve", "LV and RV blood-pool volume over the cardiac cycle"),
 }
 
@@ -107,6 +110,7 @@ footer b { color: #7a1f1f; }
   section { margin: 4px 0; break-inside: avoid; }
   th, td { padding: 1px 4px; }
   .vol img { max-height: 56mm; width: auto; }
+  #montage img { max-height: 50mm; width: auto; display: block; margin: 0 auto; }
   th, .status { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 }
 """

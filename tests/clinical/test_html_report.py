@@ -610,7 +610,7 @@ def test_page_in_headless_chromium(study_out: Path, real_report: dict[str, Any],
     dark_rows = np.flatnonzero((grey < 60).mean(axis=1) > 0.3)
     assert dark_rows.size > 50
     top, bottom = int(dark_rows.min()), int(dark_rows.max())
-    assert 100 < bottom - top < 600
+    assert 100 < bottom - top < 1400
     band = rgb[top : bottom + 1]
     saturated = (band.max(axis=2) - band.min(axis=2)) > 100
     green = (band[..., 1] > 170) & (band[..., 0] < 130) & (band[..., 2] < 130)
