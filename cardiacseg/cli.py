@@ -169,6 +169,25 @@ def _slice_classifier(args: argparse.Namespace) -> SliceRangeClassifierT:
     return SliceRangeClassifier.from_bundle(bundle, device=args.device)
 
 
+def _part(text: str | None) -> tuple[int, int] | None:
+    """``--part K/N`` as ``(K, N)``."""
+    if text is None:
+        return None
+    k, sep, n = text.partition("/")
+    if not (sep and k.strip().isdigit() and n.strip().isdigit() and 1 <= int(k) <= int(n)):
+        raise SystemExit(f"cardiacseg: error: --part must be K/N with 1 <= K <= N (e.g. 2/8), got {text!r}")
+    return int(k), int(n)
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from cardiacseg.workflows.segment import merge_batch_parts
+
+    rows = merge_batch_parts(args.output, overwrite=args.overwrite)
+    failed = [r for r in rows if r.get("status") == "failed"]
+    print(f"merged {len(rows)} studies ({len(failed)} failed): {args.output}/batch_summary.csv")
+    return 0 if not failed else 2
+
+
 def _patient_options(args: argparse.Namespace) -> dict[str, Any]:
     """Body size and reference ranges for segment: --patient-info, --height-cm ..., --reference-ranges."""
     from cardiacseg.clinical.reference_ranges import load_reference_ranges
@@ -203,6 +222,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from cardiacseg.workflows.segment import segment_batch
 
     patient_options = _patient_options(args)
+    part = _part(args.part)
     predictor = _predictor(args)
     result = segment_batch(
         args.inputs,
@@ -215,11 +235,13 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         figures=not args.no_figures,
         dicom_seg=args.dicom_seg,
         dicom_sr=args.dicom_sr,
+        part=part,
         **patient_options,
     )
+    summary = "batch_summary.csv" if part is None else f"batch_summary_part{part[0]}of{part[1]}.csv"
     print(
         f"segmented {len(result.done)}, skipped {len(result.skipped)} (already done), "
-        f"failed {len(result.failed)}; summary: {args.output}/batch_summary.csv"
+        f"failed {len(result.failed)}; summary: {args.output}/{summary}"
     )
     for name, msg in result.failed.items():
         print(f"cardiacseg: failed: {name}: {msg}", file=sys.stderr)
@@ -693,8 +715,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seg.add_argument("--no-figures", action="store_true", help="do not write the PNGs")
     seg.add_argument("--overwrite", action="store_true", help="re-segment finished studies")
+    seg.add_argument(
+        "--part",
+        metavar="K/N",
+        help="segment only part K of N of the studies (every N-th from the K-th, in sorted order) for "
+        "schedulers without Ray; writes batch_summary_partKofN.csv; join with `cardiacseg merge`",
+    )
     seg.add_argument("--quiet", action="store_true", help="no progress bar")
     seg.set_defaults(func=_cmd_segment)
+
+    merge = sub.add_parser(
+        "merge",
+        help="join the batch summaries of `segment --part K/N` runs into batch_summary.csv/json",
+        description="OUTPUT is the folder the parts wrote to; every part 1..N must have finished.",
+    )
+    merge.add_argument("output", metavar="OUTPUT")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing batch_summary.csv/json")
+    merge.set_defaults(func=_cmd_merge)
 
     ev = sub.add_parser(
         "evaluate",

@@ -55,6 +55,7 @@ __all__ = [
     "STUDY_OUTPUTS",
     "BatchResult",
     "StudyProgress",
+    "merge_batch_parts",
     "model_csv_header",
     "segment_batch",
     "segment_study",
@@ -757,6 +758,7 @@ def segment_batch(
     overwrite: bool = False,
     progress: bool = True,
     patients: Mapping[str, PatientInfo] | None = None,
+    part: tuple[int, int] | None = None,
     **kwargs: Any,
 ) -> BatchResult:
     """Segment many studies into ``output_dir/<study name>/``; finished studies are skipped.
@@ -775,6 +777,11 @@ def segment_batch(
             otherwise (a log file or a pipe).
         patients: body size per study name (e.g. from
             :func:`~cardiacseg.io.patients.read_patient_table`), passed as each study's ``patient``.
+        part: ``(k, n)``: segment only part ``k`` of ``n`` (1-based) of the studies found — the studies in
+            their stable sorted order, every ``n``-th from the ``k``-th — for schedulers without Ray
+            (Slurm arrays, several machines on one output folder). The part writes
+            ``batch_summary_part<k>of<n>.csv/json`` instead of ``batch_summary.csv/json``, so parts never
+            overwrite each other's summaries; :func:`merge_batch_parts` joins them.
         kwargs: passed to :func:`segment_study` (``slice_range``, ``figures``, ``slice_classifier``, ...).
 
     Returns:
@@ -793,6 +800,15 @@ def segment_batch(
         raise ValueError(
             f"no study (DICOM folder, ACDC folder, NIfTI file) found in {[str(i) for i in inputs]}"
         )
+    summary_name = "batch_summary"
+    if part is not None:
+        k, n = part
+        if not (n >= 1 and 1 <= k <= n):
+            raise ValueError(f"part must be K/N with 1 <= K <= N, got {k}/{n}")
+        studies = studies[k - 1 :: n]
+        summary_name = f"batch_summary_part{k}of{n}"
+        if not studies:
+            raise ValueError(f"part {k}/{n} holds no study (only {k - 1} studies were found)")
     one_patient = kwargs.pop("patient", None)  # segment_study's own option: describes one study
     if one_patient is not None and len(studies) > 1:
         raise ValueError(
@@ -853,6 +869,65 @@ def segment_batch(
     writer = csv.DictWriter(buf, fieldnames=list(result.rows[0].keys()), lineterminator="\n")
     writer.writeheader()
     writer.writerows(result.rows)
-    atomic_write_text(root / "batch_summary.csv", buf.getvalue(), overwrite=True)
-    atomic_write_text(root / "batch_summary.json", json.dumps(result.rows, indent=2) + "\n", overwrite=True)
+    atomic_write_text(root / f"{summary_name}.csv", buf.getvalue(), overwrite=True)
+    atomic_write_text(root / f"{summary_name}.json", json.dumps(result.rows, indent=2) + "\n", overwrite=True)
     return result
+
+
+def merge_batch_parts(output_dir: PathLike, overwrite: bool = False) -> list[dict[str, object]]:
+    """Join the summaries of ``segment --part K/N`` runs into ``batch_summary.csv/json``.
+
+    Args:
+        output_dir: the output folder the parts wrote to.
+        overwrite: replace an existing ``batch_summary.csv/json``.
+
+    Returns:
+        The joined rows, sorted by study name.
+
+    Raises:
+        FileNotFoundError: no part summary in the folder.
+        ValueError: parts of different ``N``, a missing part (named), or a study in two parts.
+        FileExistsError: ``batch_summary.csv`` exists and ``overwrite`` is False.
+
+    Example:
+        >>> rows = merge_batch_parts("out")  # doctest: +SKIP
+
+    """
+    import re
+
+    root = Path(output_dir)
+    found: dict[int, Path] = {}
+    totals: set[int] = set()
+    for f in sorted(root.glob("batch_summary_part*of*.json")):
+        m = re.fullmatch(r"batch_summary_part(\d+)of(\d+)\.json", f.name)
+        if m:
+            found[int(m.group(1))] = f
+            totals.add(int(m.group(2)))
+    if not found:
+        raise FileNotFoundError(f"{root}: no batch_summary_part<K>of<N>.json (run segment --part K/N first)")
+    if len(totals) != 1:
+        raise ValueError(f"{root}: part summaries of different N {sorted(totals)}: one split per folder")
+    (n,) = totals
+    missing = sorted(set(range(1, n + 1)) - set(found))
+    if missing:
+        raise ValueError(f"{root}: part(s) {missing} of {n} have no summary yet")
+    rows: list[dict[str, object]] = []
+    seen: dict[str, int] = {}
+    for k in sorted(found):
+        for row in json.loads(found[k].read_text()):
+            name = str(row["study"])
+            if name in seen:
+                raise ValueError(f"{root}: study {name} is in parts {seen[name]} and {k}")
+            seen[name] = k
+            rows.append(row)
+    rows.sort(key=lambda r: str(r["study"]))
+    for target in (root / "batch_summary.csv", root / "batch_summary.json"):
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(root / "batch_summary.csv", buf.getvalue(), overwrite=True)
+    atomic_write_text(root / "batch_summary.json", json.dumps(rows, indent=2) + "\n", overwrite=True)
+    return rows
