@@ -8,7 +8,8 @@ From the shared ACDC data (SSL4MIS HDF5 layout) this writes, under ``OUT`` (defa
 - ``target.json``: target = DCM + RV (ids 001-020, 081-100), 5 DCM + 5 RV validation patients (seeded),
   the other patients as the training pool;
 - ``sunnybrook.json`` (when the Sunnybrook data are present): SCD0000101's contoured ED/ES slices for
-  training, SCD0000201's for validation, LV + MYO labels only, ``annotated_slices`` per entry.
+  training, SCD0000201's for validation, LV + MYO labels only, ``annotated_slices`` per entry
+  (``sunnybrook_ed.json``: its ED entries; ES has endocardial contours only).
 
 Each ACDC entry is one ED or ES stack with its internal label map (1 LV, 2 MYO, 3 RV) and keys
 ``patient``, ``phase`` and ``group``. Usage::
@@ -126,6 +127,9 @@ def main() -> None:
         sb = _sunnybrook(args.data, out)
         if sb is not None:
             atomic_write_text(out / "sunnybrook.json", json.dumps(sb, indent=1) + "\n", overwrite=True)
+            # ED only: Sunnybrook's ES phase has endocardial contours only (no myocardium label there)
+            ed = {k: [e for e in v if e["phase"] == "ED"] for k, v in sb.items()}
+            atomic_write_text(out / "sunnybrook_ed.json", json.dumps(ed, indent=1) + "\n", overwrite=True)
             print(
                 "sunnybrook:",
                 [(e["patient"], e["phase"], len(e["annotated_slices"])) for s in sb.values() for e in s],

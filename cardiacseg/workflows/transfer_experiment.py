@@ -631,6 +631,8 @@ def _prepare_start_bundle(
             train[key]["experiment_name"] = name
     atomic_write_text(tmp / "configs" / "train.json", json.dumps(train, indent=4) + "\n", overwrite=True)
     transfer = json.loads((tmp / "configs" / "transfer.json").read_text())
+    # transfer.json's imports replace train.json's when the two are merged: import the metrics' module here
+    transfer.setdefault("imports", []).append("$import cardiacseg.workflows.transfer_experiment")
     transfer["train#handlers"] = [
         {
             "_target_": "cardiacseg.workflows.transfer_experiment.ValidateAtEpochs",
@@ -902,7 +904,11 @@ def _plot(
     metrics = ["val_mean_dice", *structures]
     colours = plt.get_cmap("tab10")
     fig, axes = plt.subplots(
-        len(metrics), len(sizes), figsize=(3.6 * len(sizes) + 1, 2.6 * len(metrics) + 0.8), squeeze=False
+        len(metrics),
+        len(sizes),
+        figsize=(3.6 * len(sizes) + 1, 2.6 * len(metrics) + 0.8),
+        squeeze=False,
+        sharex=True,
     )
     by_arm: dict[str, list[dict[str, Any]]] = {}
     for row in curves:
@@ -923,7 +929,7 @@ def _plot(
                 moving_average(ys, window),
                 style,
                 color=colour,
-                lw=1.8,
+                lw=2.0 if style == "-" else 2.4,
                 marker=".",
                 ms=3,
                 label=f"{arm.start} {arm.subset}",
@@ -938,7 +944,8 @@ def _plot(
             if i == len(metrics) - 1:
                 ax.set_xlabel("training images seen")
             if j == 0:
-                ax.set_ylabel(metric.replace("val_", "").replace("_", " ").replace("dice", "Dice"))
+                name = metric.replace("val_", "").replace("dice_", "")
+                ax.set_ylabel("mean Dice" if name == "mean_dice" else f"Dice {name.upper()}")
     handles, labels = [], []
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
