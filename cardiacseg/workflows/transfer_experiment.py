@@ -869,7 +869,7 @@ def write_experiment_report(
                 f"images seen at the first epoch with mean Dice >= {convergence_fraction} x peak"
             ),
             "peak": "highest validation mean Dice (first occurrence)",
-            "smoothing": f"trailing moving average over {smooth_window} epochs (smoothed figure only)",
+            "smoothing": f"trailing moving average over {smooth_window} validation points (figure only)",
         },
         "arms": summary,
     }
@@ -906,7 +906,7 @@ def _plot(
     fig, axes = plt.subplots(
         len(metrics),
         len(sizes),
-        figsize=(3.6 * len(sizes) + 1, 2.6 * len(metrics) + 0.8),
+        figsize=(max(3.6 * len(sizes) + 1, 7.5), 2.6 * len(metrics) + 1.2),
         squeeze=False,
         sharex=True,
     )
@@ -954,12 +954,12 @@ def _plot(
                 labels.append(lab)
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
-    smoothing = "raw" if window == 1 else f"moving average over {window} epochs"
+    smoothing = "raw" if window == 1 else f"moving average over {window} validation points"
     fig.suptitle(
-        f"{title} validation Dice vs images seen ({smoothing}); solid: whole subjects, "
-        "dotted: count-matched random images".strip()
+        f"{title}: validation Dice vs images seen ({smoothing})\n"
+        "solid: whole subjects, dotted: count-matched random images"
     )
-    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
+    fig.tight_layout(rect=(0, 0.05, 1, 0.94))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
