@@ -958,6 +958,7 @@ def _plot(
     fig.suptitle(
         f"{title}: validation Dice vs images seen ({smoothing})\n"
         "solid: whole subjects, dotted: count-matched random images"
+        + ("; one line per seed" if len({a.seed for a in arms}) > 1 else "")
     )
     fig.tight_layout(rect=(0, 0.05, 1, 0.94))
     buffer = io.BytesIO()
