@@ -1,7 +1,7 @@
 """Write the NIfTI datalists of the pathology-shift demonstration (docs/benchmarks/transfer_experiment.md).
 
 From the shared ACDC data (SSL4MIS HDF5 layout) this writes, under ``OUT`` (default
-``/work/runs/transfer_experiment/data``; never inside the repository):
+``../runs/transfer_experiment/data``; never inside the repository):
 
 - ``source.json``: source = NOR + MINF + HCM (ids 021-080), 3 patients per group held out for validation
   (seeded, ``random.Random(0)``), the rest for training;
@@ -110,7 +110,7 @@ def _sunnybrook(data: Path, out: Path) -> dict[str, list[dict[str, Any]]] | None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=Path("/work/runs/transfer_experiment/data"))
+    parser.add_argument("--out", type=Path, default=Path("../runs/transfer_experiment/data"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-sunnybrook", action="store_true")
     args = parser.parse_args()

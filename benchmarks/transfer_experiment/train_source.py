@@ -5,7 +5,7 @@ trains one from random weights on the source patients (``source.json`` of ``prep
 training, 9 validation patients), time-boxed for a 2-core CPU: crop 128, patch 96, 3 epochs at 1e-3
 then 1 at 1e-4. Usage::
 
-    python benchmarks/transfer_experiment/train_source.py [--runs /work/runs/transfer_experiment]
+    python benchmarks/transfer_experiment/train_source.py [--runs ../runs/transfer_experiment]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from cardiacseg.workflows.transfer import run_transfer
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=Path("/work/runs/transfer_experiment"))
+    parser.add_argument("--runs", type=Path, default=Path("../runs/transfer_experiment"))
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     t0 = time.time()
