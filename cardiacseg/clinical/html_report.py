@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cardiacseg.clinical.qc import UNCERTAIN_ENTROPY_NATS
+from cardiacseg.clinical.report import INDEX_ROWS
 from cardiacseg.typing import PathLike
 from cardiacseg.utils.atomic import atomic_write_text, check_writable
 
@@ -35,19 +36,6 @@ FIGURES: Mapping[str, str] = {"montage": "montage.png", "volumes": "volumes.png"
 
 #: The Content-Security-Policy of the page: nothing but inline styles and ``data:`` images.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-
-#: Rows of the table of indices: (name, key of ``report["indices"]``, unit).
-INDEX_ROWS: tuple[tuple[str, str, str], ...] = (
-    ("LV EDV", "lv_edv_ml", "mL"),
-    ("LV ESV", "lv_esv_ml", "mL"),
-    ("LV SV", "lv_sv_ml", "mL"),
-    ("LV EF", "lv_ef_percent", "%"),
-    ("LV mass", "lv_mass_g", "g"),
-    ("RV EDV", "rv_edv_ml", "mL"),
-    ("RV ESV", "rv_esv_ml", "mL"),
-    ("RV SV", "rv_sv_ml", "mL"),
-    ("RV EF", "rv_ef_percent", "%"),
-)
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

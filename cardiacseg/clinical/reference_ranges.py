@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cardiacseg.clinical.indices import CardiacIndices
+from cardiacseg.clinical.report import INDEX_ROWS
 from cardiacseg.io.study import PatientInfo
 from cardiacseg.typing import PathLike
 
@@ -56,24 +57,9 @@ INDEXED_KEYS: dict[str, str] = {
     "rv_sv_ml": "rv_sv_ml_per_m2",
 }
 
-_NAMES = {
-    "lv_edv_ml": ("LV EDV", "mL"),
-    "lv_esv_ml": ("LV ESV", "mL"),
-    "lv_sv_ml": ("LV SV", "mL"),
-    "lv_ef_percent": ("LV EF", "%"),
-    "lv_mass_g": ("LV mass", "g"),
-    "rv_edv_ml": ("RV EDV", "mL"),
-    "rv_esv_ml": ("RV ESV", "mL"),
-    "rv_sv_ml": ("RV SV", "mL"),
-    "rv_ef_percent": ("RV EF", "%"),
-    "lv_edv_ml_per_m2": ("LV EDV/BSA", "mL/m²"),
-    "lv_esv_ml_per_m2": ("LV ESV/BSA", "mL/m²"),
-    "lv_sv_ml_per_m2": ("LV SV/BSA", "mL/m²"),
-    "lv_mass_g_per_m2": ("LV mass/BSA", "g/m²"),
-    "rv_edv_ml_per_m2": ("RV EDV/BSA", "mL/m²"),
-    "rv_esv_ml_per_m2": ("RV ESV/BSA", "mL/m²"),
-    "rv_sv_ml_per_m2": ("RV SV/BSA", "mL/m²"),
-}
+#: Name and unit of every assessed index: those of the report (absolute), then the indexed ones.
+_NAMES: dict[str, tuple[str, str]] = {key: (name, unit) for name, key, unit in INDEX_ROWS}
+_NAMES.update({INDEXED_KEYS[k]: (f"{_NAMES[k][0]}/BSA", f"{_NAMES[k][1]}/m²") for k in INDEXED_KEYS})
 
 #: Limits from a published mean and SD: mean ± 1.96 SD (the central 95 % of a normal population).
 _Z95 = 1.96

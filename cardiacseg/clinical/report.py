@@ -18,9 +18,17 @@ from cardiacseg.io.study import CineStudy
 from cardiacseg.typing import PathLike
 from cardiacseg.utils.atomic import atomic_write_text
 
-__all__ = ["build_report", "csv_comment_lines", "format_indices", "read_csv_rows", "write_report"]
+__all__ = [
+    "INDEX_ROWS",
+    "build_report",
+    "csv_comment_lines",
+    "format_indices",
+    "read_csv_rows",
+    "write_report",
+]
 
-_ROWS = (
+#: The indices a report lists, in order: (name, key of :class:`CardiacIndices`, unit).
+INDEX_ROWS: tuple[tuple[str, str, str], ...] = (
     ("LV EDV", "lv_edv_ml", "mL"),
     ("LV ESV", "lv_esv_ml", "mL"),
     ("LV SV", "lv_sv_ml", "mL"),
@@ -49,7 +57,7 @@ def format_indices(indices: CardiacIndices) -> str:
     lines = [f"ED phase {indices.ed_phase}, ES phase {indices.es_phase} ({indices.ed_es_source})"]
     if indices.rv_es_phase != indices.es_phase:
         lines[0] += f"; RV ES phase {indices.rv_es_phase} (the RV's own smallest volume)"
-    for name, key, unit in _ROWS:
+    for name, key, unit in INDEX_ROWS:
         value = getattr(indices, key)
         text = (
             f"{value:8.1f} {unit}"
