@@ -107,6 +107,55 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def compare(rows: list[dict[str, Any]], reference: str, boot: int = 2000) -> list[dict[str, Any]]:
+    """Each model against ``reference`` per level: difference in mean Dice (LV, MYO, RV averaged), paired by
+    patient (means over seeds and ED/ES), with a 95 % bootstrap interval over patients."""
+    rng = np.random.default_rng(0)
+    keys = [f"dice_{s}_{ph}" for s in ("lv", "myo", "rv") for ph in ("ED", "ES")]
+
+    def per_patient(name: str, level: int) -> dict[str, float]:
+        out: dict[str, list[float]] = {}
+        for r in rows:
+            if r["model"] == name and r["level"] == level:
+                out.setdefault(r["patient"], []).append(float(np.mean([r[k] for k in keys])))
+        return {p: float(np.mean(v)) for p, v in out.items()}
+
+    result = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        if name == reference:
+            continue
+        for level in range(len(LEVELS)):
+            a, b = per_patient(name, level), per_patient(reference, level)
+            diff = np.array([a[p] - b[p] for p in sorted(a)])
+            means = diff[rng.integers(0, len(diff), size=(boot, len(diff)))].mean(axis=1)
+            low, high = np.percentile(means, [2.5, 97.5])
+            result.append(
+                {"model": name, "level": level, "delta_mean_dice": float(diff.mean()), "ci95": [low, high]}
+            )
+    return result
+
+
+def decide(summary: list[dict[str, Any]], comparison: list[dict[str, Any]], reference: str) -> dict[str, str]:
+    """Issue 20's rule: better (higher mean Dice) at every corrupted level and, on clean images, no class
+    more than 0.005 Dice below the reference."""
+    clean = {r["model"]: r for r in summary if r["level"] == 0}
+    verdicts = {}
+    for name in dict.fromkeys(c["model"] for c in comparison):
+        deltas = [c["delta_mean_dice"] for c in comparison if c["model"] == name and c["level"] > 0]
+        worst_clean = min(
+            clean[name][f"dice_{s}"] - clean[reference][f"dice_{s}"] for s in ("lv", "myo", "rv")
+        )
+        better = all(d > 0 for d in deltas)
+        keeps = worst_clean >= -0.005
+        verdicts[name] = (
+            f"{'better' if better else 'not better'} at every corrupted level "
+            f"(mean Dice change {min(deltas):+.3f} to {max(deltas):+.3f}); clean: worst class change "
+            f"{worst_clean:+.3f} ({'within' if keeps else 'beyond'} 0.005)"
+            + ("; meets the shipping rule" if better and keeps else "")
+        )
+    return verdicts
+
+
 def plot_curves(summary: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -171,6 +220,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tta", default="none", choices=["none", "flip", "flip_rot90"])
     parser.add_argument("--patients", type=int, default=15, help="first N validation patients")
+    parser.add_argument("--recipes", type=Path, help="recipes.json of benchmarks/robustness_recipes.py")
     args = parser.parse_args()
     bundles = [Path(b) for b in args.bundle] or [shipped_bundle_path()]
     names = args.names or ["shipped" if b == shipped_bundle_path() else b.name for b in bundles]
@@ -214,7 +264,50 @@ def main() -> None:
             f"| {r['model']} | {r['level']} | {r['amplitude_px']:g} | {100 * r['corrupted_fraction']:.0f} % | "
             f"{r['dice_lv']:.3f} | {r['dice_myo']:.3f} | {r['dice_rv']:.3f} | {r['ef_abs_error']:.2f} |"
         )
-    lines += ["", f"Time per model (s): {times}", ""]
+    lines += ["", f"Evaluation time per model (s): {times}", ""]
+    if len(names) > 1:
+        comparison = compare(rows, names[0])
+        verdicts = decide(summary, comparison, names[0])
+        (OUT / "robustness.json").write_text(
+            json.dumps({**meta, "summary": summary, "comparison": comparison, "verdicts": verdicts}, indent=1)
+            + "\n"
+        )
+        lines += [
+            f"Against `{names[0]}`: change in mean Dice (LV, MYO, RV averaged), paired by patient, with a 95 % "
+            "bootstrap interval over the patients:",
+            "",
+            "| model | " + " | ".join(f"level {i}" for i in range(len(LEVELS))) + " |",
+            "|---|" + "---|" * len(LEVELS),
+        ]
+        for name in names[1:]:
+            cells = [
+                f"{c['delta_mean_dice']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]"
+                for c in comparison
+                if c["model"] == name
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "Shipping rule (issue 20): better at every corrupted level, clean within 0.005 Dice per class.",
+            "",
+        ]
+        lines += [f"- {name}: {text}" for name, text in verdicts.items()]
+        lines.append("")
+    if args.recipes is not None:
+        recipes = json.loads(args.recipes.read_text())
+        lines += [
+            "Training of the fine-tuned arms (`benchmarks/robustness_recipes.py`, from the shipped weights, same "
+            "60 patients, same epochs, last weights kept):",
+            "",
+            "| arm | augmentation | adversarial | epochs | lr | training s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in recipes:
+            lines.append(
+                f"| {r['arm']} | {r['augmentation']} | {'yes' if r['adversarial'] else 'no'} | {r['epochs']} | "
+                f"{r['learning_rate']:g} | {r['seconds_this_run']:.0f} |"
+            )
+        lines.append("")
     (OUT / "robustness.md").write_text("\n".join(lines))
     IMAGES.mkdir(parents=True, exist_ok=True)
     plot_curves(summary, IMAGES / "robustness_curve.png")

@@ -109,12 +109,6 @@ def _heart_box(study: CineStudy, phases: Sequence[int], margin: int = 20) -> tup
     return slice(max(cy - side, 0), min(cy + side, h)), slice(max(cx - side, 0), min(cx + side, w))
 
 
-def _rv_right_of_lv(study: CineStudy, phases: Sequence[int]) -> bool:
-    """Whether the RV's mean column lies right of the LV's in the labelled phases (image columns)."""
-    vector = _lv_to_rv(study, phases)
-    return vector is not None and vector[1] > 0
-
-
 def _lv_to_rv(study: CineStudy, phases: Sequence[int]) -> tuple[float, float] | None:
     """Return the LV-to-RV centroid vector ``(rows, columns)`` over the phases (``None``: one is absent)."""
     lv: list[np.ndarray] = []

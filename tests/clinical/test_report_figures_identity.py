@@ -98,7 +98,7 @@ def test_volume_curve_footer(study: Any, tmp_path: Path, monkeypatch: pytest.Mon
 def test_montage_mirrors_only_when_the_rv_lies_right_of_the_lv(tmp_path: Path) -> None:
     import numpy as np
 
-    from cardiacseg.clinical.figures import _rv_right_of_lv, plot_overlay
+    from cardiacseg.clinical.figures import _lv_to_rv, plot_overlay
     from cardiacseg.io.study import CineStudy
 
     lab = np.zeros((1, 2, 16, 16), np.uint8)
@@ -107,5 +107,6 @@ def test_montage_mirrors_only_when_the_rv_lies_right_of_the_lv(tmp_path: Path) -
     study = CineStudy(image=np.random.default_rng(0).random((1, 2, 16, 16)).astype(np.float32))
     right = study.with_labels({0: lab[0]})
     left = study.with_labels({0: lab[0][:, :, ::-1].copy()})
-    assert _rv_right_of_lv(right, [0]) and not _rv_right_of_lv(left, [0])
+    to_right, to_left = _lv_to_rv(right, [0]), _lv_to_rv(left, [0])  # (rows, columns) LV -> RV
+    assert to_right == (0.0, 6.0) and to_left == (0.0, -6.0)
     assert plot_overlay(right, tmp_path / "m.png", rv_left=True).stat().st_size > 0
