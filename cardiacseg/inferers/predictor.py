@@ -36,6 +36,7 @@ from cardiacseg.transforms.intensity.array import SliceZScore, percentile_zscore
 from cardiacseg.transforms.spatial.array import HeartCrop, InPlaneSpacing
 from cardiacseg.transforms.utils import SPACING_UNKNOWN, study_affine
 from cardiacseg.typing import LabelArray, PathLike
+from cardiacseg.utils.timing import stage
 
 __all__ = [
     "MAX_ASSUMED_FOV_MM",
@@ -639,28 +640,32 @@ class SlicePredictor:
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(phase, (4, Z, Y, X) probabilities)``, mapping a few phases back at a time."""
         sel = list(range(study.n_phases)) if phases is None else list(phases)
-        study = self._with_assumed_spacing(study)
-        self.check_memory(study, sel)
-        img, in_affine, resample = self._resampled_image(study)
-        in_shape = (int(study.image.shape[3]), int(study.image.shape[2]))  # (X, Y)
-        size = self.crop_size
-        crop = HeartCrop((size, size))
-        centre, _ = crop.find_centre(img)  # on the raw intensities of all phases
-        src = img
-        if self.zscore_region == "slice":  # as in training: z-score whole slices, then crop
-            normed = SliceZScore()(img.as_tensor()[sel])  # type: ignore[attr-defined]
-            meta = {k: v for k, v in img.meta.items() if k != "affine"}  # type: ignore[attr-defined]
-            src = MetaTensor(normed, affine=img.affine.clone(), meta=meta)  # type: ignore[attr-defined]
-            src.applied_operations = copy.deepcopy(img.applied_operations)  # type: ignore[attr-defined]
+        with stage("resample/crop"):
+            study = self._with_assumed_spacing(study)
+            self.check_memory(study, sel)
+            img, in_affine, resample = self._resampled_image(study)
+            in_shape = (int(study.image.shape[3]), int(study.image.shape[2]))  # (X, Y)
+            size = self.crop_size
+            crop = HeartCrop((size, size))
+            centre, _ = crop.find_centre(img)  # on the raw intensities of all phases
+            src = img
+            if self.zscore_region == "slice":  # as in training: z-score whole slices, then crop
+                normed = SliceZScore()(img.as_tensor()[sel])  # type: ignore[attr-defined]
+                meta = {k: v for k, v in img.meta.items() if k != "affine"}  # type: ignore[attr-defined]
+                src = MetaTensor(normed, affine=img.affine.clone(), meta=meta)  # type: ignore[attr-defined]
+                src.applied_operations = copy.deepcopy(img.applied_operations)  # type: ignore[attr-defined]
         while True:
-            cropped = crop(src, centre=centre)
-            assert isinstance(cropped, MetaTensor)
-            _, x, y, z = cropped.shape
-            arr = cropped.as_tensor() if src is not img else cropped.as_tensor()[sel]  # (S, X, Y, Z)
-            slices = arr.permute(0, 3, 1, 2).reshape(-1, 1, x, y).clone()
-            if self.zscore_region == "crop":
-                slices = percentile_zscore(slices)
-            probs = self._forward(slices).reshape(len(sel), z, 4, x, y).permute(0, 2, 3, 4, 1)  # (T,4,X,Y,Z)
+            with stage("resample/crop"):
+                cropped = crop(src, centre=centre)
+                assert isinstance(cropped, MetaTensor)
+                _, x, y, z = cropped.shape
+                arr = cropped.as_tensor() if src is not img else cropped.as_tensor()[sel]  # (S, X, Y, Z)
+                slices = arr.permute(0, 3, 1, 2).reshape(-1, 1, x, y).clone()
+                if self.zscore_region == "crop":
+                    slices = percentile_zscore(slices)
+            with stage("network"):
+                logits_probs = self._forward(slices)
+            probs = logits_probs.reshape(len(sel), z, 4, x, y).permute(0, 2, 3, 4, 1)  # (T,4,X,Y,Z)
             fallback = self.crop_fallback_size
             if fallback is None or fallback <= size or not _touches_border(probs):
                 break
@@ -674,22 +679,24 @@ class SlicePredictor:
             wx = _bilinear_weights(in_shape[0], x, sx, ox)
             wy = _bilinear_weights(in_shape[1], y, sy, oy)
             for g0 in range(0, len(sel), _INVERT_GROUP):
-                group = _separable_resample(probs[g0 : g0 + _INVERT_GROUP], wx, wy)  # (G, 4, Z, Y, X)
+                with stage("inverse"):
+                    group = _separable_resample(probs[g0 : g0 + _INVERT_GROUP], wx, wy)  # (G, 4, Z, Y, X)
                 for k in range(group.shape[0]):
                     yield sel[g0 + k], group[k].numpy()
             return
         meta = {key: v for key, v in cropped.meta.items() if key != "affine"}
         for g0 in range(0, len(sel), _INVERT_GROUP):
-            group = probs[g0 : g0 + _INVERT_GROUP]  # phases inverted together as channels
-            p: torch.Tensor = MetaTensor(
-                group.reshape(-1, x, y, z).contiguous(), affine=cropped.affine.clone(), meta=dict(meta)
-            )
-            p.applied_operations = copy.deepcopy(cropped.applied_operations)  # type: ignore[attr-defined]
-            p = crop.inverse(p)
-            if resample is not None:
-                p = resample.inverse(p)
-            arr_p = np.asarray(p.detach().cpu().numpy(), dtype=np.float32)  # (G*4, X, Y, Z) on the input grid
-            arr_p = arr_p.reshape(group.shape[0], 4, *arr_p.shape[1:])
+            with stage("inverse"):
+                group = probs[g0 : g0 + _INVERT_GROUP]  # phases inverted together as channels
+                p: torch.Tensor = MetaTensor(
+                    group.reshape(-1, x, y, z).contiguous(), affine=cropped.affine.clone(), meta=dict(meta)
+                )
+                p.applied_operations = copy.deepcopy(cropped.applied_operations)  # type: ignore[attr-defined]
+                p = crop.inverse(p)
+                if resample is not None:
+                    p = resample.inverse(p)
+                arr_p = np.asarray(p.detach().cpu().numpy(), dtype=np.float32)  # (G*4, X, Y, Z), input grid
+                arr_p = arr_p.reshape(group.shape[0], 4, *arr_p.shape[1:])
             for k in range(group.shape[0]):
                 yield sel[g0 + k], np.ascontiguousarray(np.transpose(arr_p[k], (0, 3, 2, 1)))
 
@@ -717,10 +724,11 @@ class SlicePredictor:
         """
         out = {}
         for t, p in self._iter_probabilities(study, phases):  # probabilities of all phases never held at once
-            if uncertainty is not None:
-                from cardiacseg.metrics.uncertainty import heart_region_entropy
+            with stage("post-processing"):
+                if uncertainty is not None:
+                    from cardiacseg.metrics.uncertainty import heart_region_entropy
 
-                uncertainty[t] = heart_region_entropy(p)
-            lab = np.argmax(p, axis=0).astype(np.uint8)
-            out[t] = lab if self.postprocess is None else self.postprocess(lab, study.spacing_mm)
+                    uncertainty[t] = heart_region_entropy(p)
+                lab = np.argmax(p, axis=0).astype(np.uint8)
+                out[t] = lab if self.postprocess is None else self.postprocess(lab, study.spacing_mm)
         return out

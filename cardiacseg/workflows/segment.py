@@ -48,6 +48,7 @@ from cardiacseg.io.study import CineStudy, PatientInfo
 from cardiacseg.provenance import bundle_metadata, file_sha256
 from cardiacseg.typing import LabelArray, PathLike
 from cardiacseg.utils.atomic import atomic_write_text
+from cardiacseg.utils.timing import stage
 
 __all__ = [
     "SLICE_RANGE_MODES",
@@ -55,11 +56,15 @@ __all__ = [
     "STUDY_OUTPUTS",
     "BatchResult",
     "StudyProgress",
+    "batch_studies",
+    "finished_row",
     "merge_batch_parts",
     "model_csv_header",
     "segment_batch",
+    "segment_one",
     "segment_study",
     "slice_range_mode",
+    "write_batch_summary",
 ]
 
 #: Files written per study; ``report.json`` is written last and marks a finished study.
@@ -219,12 +224,13 @@ def segment_study(
         raise ValueError("slice_range='classifier' needs a slice_classifier (a SliceRangeClassifier)")
     identity = describe_predictor(predictor, slice_range=_slice_range_rule(mode, slice_classifier))
     report_progress("read", 0, 1)
-    if isinstance(input_path, CineStudy):
-        study = input_path
-    elif isinstance(input_path, StudyInput):
-        study = input_path.read()
-    else:
-        study = read_study(input_path)
+    with stage("read"):
+        if isinstance(input_path, CineStudy):
+            study = input_path
+        elif isinstance(input_path, StudyInput):
+            study = input_path.read()
+        else:
+            study = read_study(input_path)
     dicom = "sr" if as_bool(dicom_sr) else "seg" if as_bool(dicom_seg) else ""
     if dicom:
         _check_dicom_output(study, dicom)
@@ -293,7 +299,8 @@ def segment_study(
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     try:
-        _write_outputs(out, study, labels, indices, report, written, overwrite, figures, identity, dicom)
+        with stage("write"):
+            _write_outputs(out, study, labels, indices, report, written, overwrite, figures, identity, dicom)
     except BaseException:
         for p in written:
             p.unlink(missing_ok=True)
@@ -751,6 +758,65 @@ class _BatchProgress:
             self._line(f"{status}{secs}")
 
 
+def batch_studies(
+    inputs: Sequence[PathLike],
+    output_dir: PathLike,
+    part: tuple[int, int] | None = None,
+    patients: Mapping[str, PatientInfo] | None = None,
+    one_patient: PatientInfo | None = None,
+) -> tuple[list[StudyInput], str]:
+    """Find the studies of a batch (or of its part) and the stem of its summary files; check the batch.
+
+    Args:
+        inputs: study paths or folders of studies.
+        output_dir: output root (never searched for studies).
+        part: ``(k, n)`` as in :func:`segment_batch`, or None.
+        patients: body size per study name (names not in the batch are warned about).
+        one_patient: body size given for one study (refused for several).
+
+    Returns:
+        ``(studies, summary_name)``: the studies in stable sorted order and ``"batch_summary"`` (or
+        ``"batch_summary_part<k>of<n>"``).
+
+    Raises:
+        FileNotFoundError: an input path does not exist.
+        ValueError: no study found, an invalid or empty part, or ``one_patient`` for several studies.
+
+    Example:
+        >>> studies, summary_name = batch_studies(["studies/"], "out")  # doctest: +SKIP
+
+    """
+    studies = discover_studies(inputs, exclude=[output_dir])
+    if not studies:
+        raise ValueError(
+            f"no study (DICOM folder, ACDC folder, NIfTI file) found in {[str(i) for i in inputs]}"
+        )
+    summary_name = "batch_summary"
+    if part is not None:
+        k, n = part
+        if not (n >= 1 and 1 <= k <= n):
+            raise ValueError(f"part must be K/N with 1 <= K <= N, got {k}/{n}")
+        studies = studies[k - 1 :: n]
+        summary_name = f"batch_summary_part{k}of{n}"
+        if not studies:
+            raise ValueError(f"part {k}/{n} holds no study (only {k - 1} studies were found)")
+    if one_patient is not None and len(studies) > 1:
+        raise ValueError(
+            f"body size given for one study, but the inputs hold {len(studies)} studies "
+            f"({', '.join(s.name for s in studies[:3])}{' ...' if len(studies) > 3 else ''}): use a patient "
+            "table (--patient-info) for several"
+        )
+    unmatched = sorted(set(patients or {}) - {s.name for s in studies})
+    if unmatched:
+        warnings.warn(
+            f"the patient table names {len(unmatched)} study(ies) not in this batch: {unmatched[:5]}"
+            f"{' ...' if len(unmatched) > 5 else ''} (names must be the study names segment uses, e.g. "
+            "the output folder names)",
+            stacklevel=3,
+        )
+    return studies, summary_name
+
+
 def segment_batch(
     inputs: Sequence[PathLike],
     output_dir: PathLike,
@@ -795,83 +861,133 @@ def segment_batch(
         >>> result = segment_batch(["studies/"], "out", predictor)  # doctest: +SKIP
 
     """
-    studies = discover_studies(inputs, exclude=[output_dir])
-    if not studies:
-        raise ValueError(
-            f"no study (DICOM folder, ACDC folder, NIfTI file) found in {[str(i) for i in inputs]}"
-        )
-    summary_name = "batch_summary"
-    if part is not None:
-        k, n = part
-        if not (n >= 1 and 1 <= k <= n):
-            raise ValueError(f"part must be K/N with 1 <= K <= N, got {k}/{n}")
-        studies = studies[k - 1 :: n]
-        summary_name = f"batch_summary_part{k}of{n}"
-        if not studies:
-            raise ValueError(f"part {k}/{n} holds no study (only {k - 1} studies were found)")
     one_patient = kwargs.pop("patient", None)  # segment_study's own option: describes one study
-    if one_patient is not None and len(studies) > 1:
-        raise ValueError(
-            f"body size given for one study, but the inputs hold {len(studies)} studies "
-            f"({', '.join(s.name for s in studies[:3])}{' ...' if len(studies) > 3 else ''}): use a patient "
-            "table (--patient-info) for several"
-        )
-    unmatched = sorted(set(patients or {}) - {s.name for s in studies})
-    if unmatched:
-        warnings.warn(
-            f"the patient table names {len(unmatched)} study(ies) not in this batch: {unmatched[:5]}"
-            f"{' ...' if len(unmatched) > 5 else ''} (names must be the study names segment uses, e.g. "
-            "the output folder names)",
-            stacklevel=2,
-        )
+    studies, summary_name = batch_studies(inputs, output_dir, part, patients, one_patient)
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
     result = BatchResult()
     shown = _BatchProgress(len(studies), progress)
     with shown.active():
         for found in studies:
-            name, path = found.name, found.path
-            shown.start(name)
-            out = root / name
-            report_file = out / "report.json"
-            if report_file.exists() and not overwrite:
-                result.skipped.append(name)
-                earlier = json.loads(report_file.read_text())
-                _warn_if_body_size_differs(name, earlier, (patients or {}).get(name, one_patient))
-                result.rows.append(_summary_row(name, path, "skipped", earlier))
+            shown.start(found.name)
+            status, row = segment_one(
+                found,
+                root,
+                predictor,
+                overwrite,
+                (patients or {}).get(found.name, one_patient),
+                shown,
+                **kwargs,
+            )
+            result.rows.append(row)
+            if status == "done":
+                result.done.append(found.name)
+                shown.finish("done")
+            elif status == "skipped":
+                result.skipped.append(found.name)
                 shown.finish("skipped (finished earlier)")
-                continue
-            try:
-                # outputs of an interrupted earlier attempt (no report.json) are incomplete: replace them
-                report = segment_study(
-                    found,
-                    out,
-                    predictor,
-                    overwrite=True,
-                    progress=shown,
-                    patient=(patients or {}).get(name, one_patient),
-                    **kwargs,
-                )
-            except Exception as exc:
-                msg = f"{type(exc).__name__}: {exc}"
-                result.failed[name] = msg
-                result.rows.append(_summary_row(name, path, "failed", None, msg))
-                (root / "errors").mkdir(exist_ok=True)
-                atomic_write_text(
-                    root / "errors" / f"{name}.txt", f"{path}\n{traceback.format_exc()}", overwrite=True
-                )
-                shown.finish(f"failed: {msg}")
-                continue
-            result.done.append(name)
-            result.rows.append(_summary_row(name, path, "done", report))
-            shown.finish("done")
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(result.rows[0].keys()), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(result.rows)
-    atomic_write_text(root / f"{summary_name}.csv", buf.getvalue(), overwrite=True)
-    atomic_write_text(root / f"{summary_name}.json", json.dumps(result.rows, indent=2) + "\n", overwrite=True)
+            else:
+                result.failed[found.name] = str(row["error"])
+                shown.finish(f"failed: {row['error']}")
+    write_batch_summary(root, summary_name, result.rows)
     return result
+
+
+def segment_one(
+    found: StudyInput,
+    root: Path,
+    predictor: SlicePredictor,
+    overwrite: bool,
+    patient: PatientInfo | None,
+    progress: StudyProgress | None = None,
+    **kwargs: Any,
+) -> tuple[str, dict[str, object]]:
+    """Segment one study of a batch into ``root/<name>/`` the way :func:`segment_batch` does.
+
+    Shared by :func:`segment_batch` and the Ray cohort runner (:mod:`cardiacseg.workflows.cohort`), so a
+    study's outputs and summary row are the same whichever ran it.
+
+    Args:
+        found: the study (from :func:`~cardiacseg.io.discover.discover_studies`).
+        root: the batch's output root.
+        predictor: the model.
+        overwrite: re-segment a finished study (one whose ``report.json`` exists).
+        patient: its body size, or None.
+        progress: :data:`StudyProgress` callback, or None.
+        kwargs: passed to :func:`segment_study`.
+
+    Returns:
+        ``(status, row)``: status ``"done"``, ``"skipped"`` (finished earlier) or ``"failed"`` (the error,
+        also in ``row["error"]``, and its traceback in ``root/errors/<name>.txt``); the summary row.
+
+    Example:
+        >>> status, row = segment_one(found, Path("out"), predictor, False, None)  # doctest: +SKIP
+
+    """
+    name, path = found.name, found.path
+    out = root / name
+    earlier = None if overwrite else finished_row(found, root, patient)
+    if earlier is not None:
+        return "skipped", earlier
+    try:
+        # outputs of an interrupted earlier attempt (no report.json) are incomplete: replace them
+        report = segment_study(
+            found, out, predictor, overwrite=True, progress=progress, patient=patient, **kwargs
+        )
+    except Exception as exc:
+        msg = f"{type(exc).__name__}: {exc}"
+        (root / "errors").mkdir(exist_ok=True)
+        atomic_write_text(
+            root / "errors" / f"{name}.txt", f"{path}\n{traceback.format_exc()}", overwrite=True
+        )
+        return "failed", _summary_row(name, path, "failed", None, msg)
+    return "done", _summary_row(name, path, "done", report)
+
+
+def finished_row(
+    found: StudyInput, root: Path, patient: PatientInfo | None = None
+) -> dict[str, object] | None:
+    """Return the ``skipped`` row of a study finished earlier (its ``report.json`` exists), else None.
+
+    Args:
+        found: the study.
+        root: the batch's output root.
+        patient: the body size asked for now (a warning says so when the finished report used other values).
+
+    Returns:
+        The summary row from the earlier report, or None when the study is not finished.
+
+    Example:
+        >>> finished_row(found, Path("out")) is None  # doctest: +SKIP
+        True
+
+    """
+    report_file = root / found.name / "report.json"
+    if not report_file.exists():
+        return None
+    earlier = json.loads(report_file.read_text())
+    _warn_if_body_size_differs(found.name, earlier, patient)
+    return _summary_row(found.name, found.path, "skipped", earlier)
+
+
+def write_batch_summary(root: Path, summary_name: str, rows: Sequence[Mapping[str, object]]) -> None:
+    """Write ``root/<summary_name>.csv`` and ``.json`` (one row per study, atomically).
+
+    Args:
+        root: the batch's output root.
+        summary_name: file stem, e.g. ``batch_summary``.
+        rows: summary rows (:func:`segment_one`), all with the same keys.
+
+    Example:
+        >>> write_batch_summary(Path("out"), "batch_summary", rows)  # doctest: +SKIP
+
+    """
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(root / f"{summary_name}.csv", buf.getvalue(), overwrite=True)
+    atomic_write_text(root / f"{summary_name}.json", json.dumps(list(rows), indent=2) + "\n", overwrite=True)
 
 
 def merge_batch_parts(output_dir: PathLike, overwrite: bool = False) -> list[dict[str, object]]:
@@ -924,10 +1040,5 @@ def merge_batch_parts(output_dir: PathLike, overwrite: bool = False) -> list[dic
     for target in (root / "batch_summary.csv", root / "batch_summary.json"):
         if target.exists() and not overwrite:
             raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(root / "batch_summary.csv", buf.getvalue(), overwrite=True)
-    atomic_write_text(root / "batch_summary.json", json.dumps(rows, indent=2) + "\n", overwrite=True)
+    write_batch_summary(root, "batch_summary", rows)
     return rows
