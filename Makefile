@@ -11,7 +11,7 @@ TORCH_PIP_ARGS ?=
 PIP_QUIET ?= -q
 DEMO_OUT ?= demo_output
 # the default run leaves out tests marked slow (long trainings, a second wheel build): `make test-slow`
-PYTEST_ARGS ?= -m "not slow"
+PYTEST_ARGS ?= -m "not slow" --durations=25
 
 # MONAI Label environment (docs/monai-label.md): its own venv, because MONAI Label needs torchvision, which
 # does not import beside the CPU torch 2.13 wheel; torch 2.14.1 + torchvision 0.29.1 come from local wheels.
