@@ -16,10 +16,12 @@ from cardiacseg import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
     from cardiacseg.inferers.predictor import SlicePredictor as SlicePredictorT
     from cardiacseg.inferers.slice_range import SliceRangeClassifier as SliceRangeClassifierT
     from cardiacseg.io.study import CineStudy as CineStudyT
+    from cardiacseg.workflows.segment import BatchResult as BatchResultT
 
 __all__ = ["build_parser", "main"]
 
@@ -130,15 +132,22 @@ FAST_PRESET: dict[str, object] = {
 
 
 def _predictor(args: argparse.Namespace) -> SlicePredictorT:
-    from pathlib import Path
-
     from cardiacseg.config import check_device
-    from cardiacseg.demo import shipped_bundle_path
     from cardiacseg.inferers.predictor import SlicePredictor
-    from cardiacseg.postprocess import PostProcessor
 
     check_device(args.device)  # before the model is loaded: a clear message, not a CUDA traceback
-    kwargs: dict[str, object] = {"device": args.device, "batch_size": args.batch_size}
+    bundle, kwargs = _predictor_options(args)
+    return SlicePredictor.from_bundle(bundle, device=args.device, **kwargs)
+
+
+def _predictor_options(args: argparse.Namespace) -> tuple[Path, dict[str, object]]:
+    """Return the bundle and the ``SlicePredictor.from_bundle`` options of segment's options (no device)."""
+    from pathlib import Path
+
+    from cardiacseg.demo import shipped_bundle_path
+    from cardiacseg.postprocess import PostProcessor
+
+    kwargs: dict[str, object] = {"batch_size": args.batch_size}
     if args.fast:  # the benchmarked speed preset; explicit options below take precedence
         kwargs.update(FAST_PRESET)
     if args.crop_size is not None:
@@ -157,7 +166,7 @@ def _predictor(args: argparse.Namespace) -> SlicePredictorT:
     bundle = Path(args.bundle) if args.bundle else shipped_bundle_path()
     if args.network:
         kwargs["network_name"] = args.network
-    return SlicePredictor.from_bundle(bundle, **kwargs)
+    return bundle, kwargs
 
 
 def _slice_classifier(args: argparse.Namespace) -> SliceRangeClassifierT:
@@ -223,21 +232,21 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     patient_options = _patient_options(args)
     part = _part(args.part)
-    predictor = _predictor(args)
-    result = segment_batch(
-        args.inputs,
-        args.output,
-        predictor,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-        slice_range=args.slice_range,
-        slice_classifier=_slice_classifier(args) if args.slice_range == "classifier" else None,
-        figures=not args.no_figures,
-        dicom_seg=args.dicom_seg,
-        dicom_sr=args.dicom_sr,
-        part=part,
+    options: dict[str, Any] = {
+        "overwrite": args.overwrite,
+        "progress": not args.quiet,
+        "slice_range": args.slice_range,
+        "slice_classifier": _slice_classifier(args) if args.slice_range == "classifier" else None,
+        "figures": not args.no_figures,
+        "dicom_seg": args.dicom_seg,
+        "dicom_sr": args.dicom_sr,
+        "part": part,
         **patient_options,
-    )
+    }
+    if args.ray is not None:
+        result = _segment_on_ray(args, options)
+    else:
+        result = segment_batch(args.inputs, args.output, _predictor(args), **options)
     summary = "batch_summary.csv" if part is None else f"batch_summary_part{part[0]}of{part[1]}.csv"
     print(
         f"segmented {len(result.done)}, skipped {len(result.skipped)} (already done), "
@@ -246,6 +255,30 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     for name, msg in result.failed.items():
         print(f"cardiacseg: failed: {name}: {msg}", file=sys.stderr)
     return 0 if result.ok else 2
+
+
+def _segment_on_ray(args: argparse.Namespace, options: dict[str, Any]) -> BatchResultT:
+    """``segment --ray``: the cohort on Ray workers that each build the model once."""
+    from functools import partial
+
+    from cardiacseg.inferers.predictor import SlicePredictor
+    from cardiacseg.workflows.cohort import segment_cohort
+
+    if (args.ray_workers is not None and args.ray_workers < 1) or args.ray_cpus < 1:
+        raise SystemExit("cardiacseg: error: --ray-workers and --ray-cpus must be at least 1")
+    bundle, kwargs = _predictor_options(args)
+    try:
+        return segment_cohort(
+            args.inputs,
+            args.output,
+            partial(SlicePredictor.from_bundle, bundle, **kwargs),
+            address=None if args.ray == "local" else args.ray,
+            num_workers=args.ray_workers,
+            cpus_per_worker=args.ray_cpus,
+            **options,
+        )
+    except (ImportError, ConnectionError) as exc:
+        raise SystemExit(f"cardiacseg: error: {exc}") from exc
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -721,6 +754,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="segment only part K of N of the studies (every N-th from the K-th, in sorted order) for "
         "schedulers without Ray; writes batch_summary_partKofN.csv; join with `cardiacseg merge`",
     )
+    seg.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="segment on a Ray cluster, one model per worker, a GPU each when the cluster has GPUs "
+        "(pip install cardiacseg[ray]): alone, a local Ray instance on this machine; with ADDRESS "
+        "(HOST:PORT, or auto for the cluster `ray start` joined here), that cluster; OUTPUT must be on a "
+        "filesystem every node sees (docs/scale.md)",
+    )
+    seg.add_argument(
+        "--ray-workers",
+        type=int,
+        metavar="N",
+        help="Ray workers to start (default: one per GPU if the cluster has GPUs, else CPUs / --ray-cpus)",
+    )
+    seg.add_argument("--ray-cpus", type=int, default=1, metavar="C", help="CPUs per Ray worker (default: 1)")
     seg.add_argument("--quiet", action="store_true", help="no progress bar")
     seg.set_defaults(func=_cmd_segment)
 
