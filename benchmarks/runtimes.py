@@ -141,7 +141,10 @@ def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray) -> None:
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
 
+    import os
+
     pre = int8.with_name("pre.onnx")
+    os.chdir(int8.parent)  # onnxruntime leaves temporary files in the working directory
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
     quantize_static(
         str(pre),
