@@ -259,12 +259,21 @@ def main() -> None:
     dice_ok = fast["lv_dice_ed"] >= ref["lv_dice_ed"] and fast["lv_dice_es"] >= ref["lv_dice_es"]
     verdict = "met" if ratio >= 3.0 and dice_ok else "NOT met"
     lines.append(
-        f"Target (>= 3x end to end with identical or better Dice against the expert contours): {verdict} by "
+        f"Earlier target (>= 3x the baseline with identical or better Dice against the expert contours; met at "
+        f"3.31x when both were timed after their imports, here both from process start): {verdict} by "
         f"`cardiacseg segment --fast` ({ratio:.2f}x, LV Dice {fast['lv_dice_ed']:.3f}/{fast['lv_dice_es']:.3f} "
         f"vs {ref['lv_dice_ed']:.3f}/{ref['lv_dice_es']:.3f}). The bundle's default settings spend 4 network "
         "views per slice (flip TTA) for accuracy and are not the speed configuration. Peak RSS must stay "
         f"<= 2 GB: the largest here is {max(r['peak_rss_mb'] for r in best.values()):.0f} MB."
     )
+    defaults = best["ours:{}"]
+    within = "met" if defaults["seconds"] <= 5.0 else "NOT met"
+    lines += [
+        "",
+        f"Issue 21's target (a study like this in <= 5 s from process start on 2 cores, fp32, default "
+        f"settings): {within}: defaults {defaults['seconds']:.1f} s, `--fast` {fast['seconds']:.1f} s, of which "
+        f"{fast['stages']['start (interpreter, imports)']:.1f} s is start-up before any work.",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     out = REPO / "docs" / "benchmarks"
