@@ -5,7 +5,7 @@ Usage::
     python benchmarks/cohort_scale.py [--copies 2] [--fast]
 
 The cohort: the two shared Sunnybrook cine DICOM studies (20 phases x 10-12 slices of 256 x 256, the size
-of a clinical short-axis cine), each linked ``--copies`` times under its own name in a temporary folder
+of a clinical short-axis cine), each copied ``--copies`` times under its own name in a temporary folder
 (throughput only: the copies are segmented as separate studies). Every arm is ``cardiacseg segment`` run
 as a user runs it, in its own process, timed from process start to the summary written, with the
 defaults (or ``--fast``), progress as lines (stderr is a pipe):
@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,11 +44,28 @@ CLI = [sys.executable, "-m", "cardiacseg"]
 
 
 def make_cohort(folder: Path, copies: int) -> int:
-    """Link each shared study ``copies`` times into ``folder``; return the number of studies."""
+    """Copy each shared study ``copies`` times into ``folder``; return the number of studies.
+
+    Copies, not links, with their own study, series and instance UIDs: study discovery resolves links and
+    groups files by series UID, so identical copies would be one study.
+    """
+    import pydicom
+    from pydicom.uid import generate_uid
+
     n = 0
     for study in STUDIES:
         for k in range(copies):
-            (folder / f"{study}_copy{k}").symlink_to(DATA / study, target_is_directory=True)
+            target = folder / f"{study}_copy{k}"
+            shutil.copytree(DATA / study, target)
+            uids: dict[str, str] = {}
+            for f in sorted(target.rglob("*.dcm")):
+                ds = pydicom.dcmread(f)
+                for tag in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+                    old = str(getattr(ds, tag))
+                    uids.setdefault(old, generate_uid(entropy_srcs=[old, str(k)]))
+                    setattr(ds, tag, uids[old])
+                ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+                ds.save_as(f)
             n += 1
     return n
 
@@ -61,6 +79,7 @@ def run_arm(cohort: Path, out: Path, extra: list[str]) -> dict[str, Any]:
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    rows = json.loads((out / "batch_summary.json").read_text())
     per_study: list[float] = []
     manifest = out / "cohort_manifest.jsonl"
     if manifest.is_file():
@@ -70,7 +89,15 @@ def run_arm(cohort: Path, out: Path, extra: list[str]) -> dict[str, Any]:
                 per_study.append(float(record["seconds"]))
     else:
         per_study = [float(s) for s in re.findall(r": done \(([\d.]+) s\)", proc.stderr)]
-    return {"command": " ".join(["cardiacseg", *cmd[3:]]), "wall_s": wall, "per_study_s": per_study}
+    done = sum(r["status"] == "done" for r in rows)
+    if done != len(per_study):
+        raise RuntimeError(f"{done} studies done but {len(per_study)} timings found")
+    return {
+        "command": " ".join(["cardiacseg", *cmd[3:]]),
+        "wall_s": wall,
+        "per_study_s": per_study,
+        "done": done,
+    }
 
 
 def main() -> None:
@@ -92,6 +119,8 @@ def main() -> None:
         for i, (name, extra) in enumerate(arms.items()):
             # progress lines (not bars) for the single arm: its per-study seconds are read from them
             arm = run_arm(cohort, Path(tmp) / f"out{i}", extra)
+            if arm["done"] != n:
+                raise RuntimeError(f"{name}: {arm['done']} of {n} studies segmented")
             arm["studies"] = n
             arm["studies_per_hour"] = 3600 * n / arm["wall_s"]
             arm["mean_study_s"] = sum(arm["per_study_s"]) / max(1, len(arm["per_study_s"]))
@@ -116,7 +145,7 @@ def main() -> None:
         "",
         f"`python benchmarks/cohort_scale.py{' --fast' if args.fast else ''}` on {record['cpu']}, 2 cores, "
         f"fp32 unless the CPU has native bf16 and `--fast` asks for it; {single['studies']} studies (the two "
-        "shared Sunnybrook cine DICOM studies, 20 phases x 10-12 slices of 256 x 256, linked "
+        "shared Sunnybrook cine DICOM studies, 20 phases x 10-12 slices of 256 x 256, copied "
         f"{args.copies} times each), {record['settings']}. Wall time from process start to the "
         "summary written (imports, Ray start-up and model loading included).",
         "",
