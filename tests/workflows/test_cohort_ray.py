@@ -50,7 +50,17 @@ def _ray(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
+def ray_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh HOME for Ray's CLI, daemons and driver: a ``~/.ray/auth_token`` left by an earlier local
+    ``ray.init()`` would make the second node fail to authenticate to the head."""
+    home = tmp_path_factory.mktemp("ray_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        yield home
+
+
+@pytest.fixture(scope="module")
+def cluster(ray_home: Path) -> Iterator[str]:
     """A head node and a second node, one CPU each, on 127.0.0.1; stopped (``ray stop``) afterwards."""
     if not RAY.is_file():
         pytest.skip(f"no `ray` command beside {sys.executable}")
