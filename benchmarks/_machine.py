@@ -27,3 +27,21 @@ def cpu_bf16_flags() -> str:
     except OSError:
         return "CPU flags unknown"
     return ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def dense_matmul_flops_per_s(side: int = 2048, repeats: int = 5) -> float:
+    """This CPU's dense fp32 matmul rate (FLOP/s) at torch's current thread count: the FLOP-bound floor.
+
+    One warm-up product, then ``repeats`` timed products of two ``side x side`` matrices (2 side^3 FLOPs
+    each).
+    """
+    import time
+
+    import torch
+
+    a = torch.rand(side, side)
+    a @ a
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ a
+    return repeats * 2 * side**3 / (time.perf_counter() - start)

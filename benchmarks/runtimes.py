@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 OUT = REPO / "docs" / "benchmarks"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpu_bf16_flags, cpu_model  # noqa: E402
+from _machine import cpu_bf16_flags, cpu_model, dense_matmul_flops_per_s  # noqa: E402
 
 THREADS = 2
 CONTOURS = {"SCD0000101": "SC-HF-I-1", "SCD0000201": "SC-HF-I-2"}
@@ -220,12 +220,7 @@ def main() -> None:
     with torch.inference_mode(), counter:
         torch_net(crops[:1])
     flops = counter.get_total_flops() * len(crops)
-    a = torch.rand(2048, 2048)
-    a @ a
-    start = time.perf_counter()
-    for _ in range(5):
-        a @ a
-    matmul_rate = 5 * 2 * 2048**3 / (time.perf_counter() - start)
+    matmul_rate = dense_matmul_flops_per_s()
 
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "sunnybrook"
 CONTOURS = {"SCD0000101": "SC-HF-I-1", "SCD0000201": "SC-HF-I-2"}
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpu_bf16_flags, cpu_model  # noqa: E402
+from _machine import cpu_bf16_flags, cpu_model, dense_matmul_flops_per_s  # noqa: E402
 
 
 def _dice_vs_expert(study_name: str, labels: dict[int, np.ndarray]) -> dict[str, float]:
@@ -156,12 +156,7 @@ def _flop_floor(study_name: str) -> dict[str, float]:
             with counter:
                 net(torch.zeros(1, 1, side, side))
             flops[side] = counter.get_total_flops() * n_slices
-        a = torch.rand(2048, 2048)
-        a @ a
-        t0 = time.perf_counter()
-        for _ in range(5):
-            a @ a
-        rate = 5 * 2 * 2048**3 / (time.perf_counter() - t0)
+    rate = dense_matmul_flops_per_s()
     return {
         "gflops_ours": flops[160] / 1e9,
         "gflops_fast": flops[128] / 1e9,
