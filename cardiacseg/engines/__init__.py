@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cardiacseg.engines.pipelines import train_transforms, val_transforms
+from cardiacseg.engines.precision import AutocastInferer, training_memory_format
 from cardiacseg.engines.slice_range import (
     evaluate_slice_range,
     predict_probabilities,
@@ -16,6 +17,7 @@ from cardiacseg.engines.slice_range import (
 from cardiacseg.engines.workflow import training_workflow
 
 __all__ = [
+    "AutocastInferer",
     "evaluate_slice_range",
     "predict_probabilities",
     "save_half_state_dict",
@@ -24,6 +26,7 @@ __all__ = [
     "slice_range_trainer",
     "slice_range_val_transforms",
     "train_transforms",
+    "training_memory_format",
     "training_workflow",
     "val_transforms",
     "zscore_items",

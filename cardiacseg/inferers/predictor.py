@@ -30,6 +30,7 @@ from torch import nn
 from cardiacseg.io.limits import check_allocation
 from cardiacseg.io.study import CineStudy
 from cardiacseg.networks.factory import get_network
+from cardiacseg.networks.precision import native_bf16, resolve_precision
 from cardiacseg.networks.weights import load_state_dict_file
 from cardiacseg.postprocess import PostProcessor
 from cardiacseg.transforms.intensity.array import SliceZScore, percentile_zscore
@@ -81,33 +82,6 @@ TTA_MODES = tuple(_N_VIEWS)
 #: (:class:`~cardiacseg.transforms.SliceZScore`). With the shipped weights ``"slice"`` is not better on the
 #: ACDC validation patients (``docs/benchmarks/preprocessing_match.md``), so the default stays ``"crop"``.
 ZSCORE_REGIONS = ("crop", "slice")
-
-
-def native_bf16(device: str | torch.device = "cpu") -> bool:
-    """Whether the device computes bfloat16 natively (so that bf16 inference is faster, not emulated).
-
-    Args:
-        device: a torch device.
-
-    Returns:
-        CUDA: ``torch.cuda.is_bf16_supported()``; CPU: the ``avx512_bf16`` or ``amx_bf16`` flag in
-        ``/proc/cpuinfo`` (Linux x86); ``False`` elsewhere.
-
-    Example:
-        >>> isinstance(native_bf16("cpu"), bool)
-        True
-
-    """
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if dev.type != "cpu":
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def assumed_pixel_spacing(shape_yx: Sequence[int], target_spacing_mm: float) -> float:
@@ -310,9 +284,7 @@ class SlicePredictor:
         if zscore_region not in ZSCORE_REGIONS:
             raise ValueError(f"zscore_region must be one of {ZSCORE_REGIONS}, got {zscore_region!r}")
         self.zscore_region = zscore_region
-        if precision == "auto":
-            precision = "bf16" if native_bf16(device) else "fp32"
-        self.precision = precision
+        self.precision = resolve_precision(precision, device)
         # channels-last: oneDNN's fastest CPU convolution layout (about 1.4x here), same fp32 results
         self.networks = [n.to(device).eval().to(memory_format=torch.channels_last) for n in nets]  # type: ignore[call-overload]
         self.network = self.networks[0]

@@ -1,0 +1,347 @@
+"""Five-fold cross-validation of training recipes on the 75 ACDC patients (issue 22: shipped model v2).
+
+Folds: :func:`cardiacseg.data.datalist.kfold_patients` with 5 folds, seed 0, stratified by ACDC pathology
+group (15 patients per fold, 3 of each group). Fold 0's validation patients are the shipped (v1) model's 15
+validation patients (``split_patients(..., 0.2, 0)`` is fold 0 of the same split).
+
+A recipe is a set of overrides of the bundle's ``train.json`` (and of its inference settings). Every fold is
+trained on its 60 training patients with no validation during training and keeps its **last** weights, so
+nothing is selected on the patients a fold reports; the fold's model is written as a bundle folder
+(``OUT/<recipe>/fold<k>/``: the shipped configs, ``models/model.pt`` in float16, ``fold.json`` with the
+patients, epochs, seconds and CPU). A stopped training resumes from its checkpoint when the command is run
+again (the bundle's exact-resume checkpointing), across sessions and machines; a finished fold is skipped.
+
+``evaluate`` predicts each fold's 15 validation patients (ED and ES, all slices, the bundle's default
+inference: flip TTA and its post-processing) with that fold's model and writes the rows of
+:func:`cardiacseg.workflows.evaluate.compare_label_maps` to ``OUT/<recipe>/fold<k>/eval/``; ``report`` pools
+the 75 out-of-fold patients per recipe (per fold, per class and phase) and compares recipes paired by patient
+(``docs/benchmarks/model_cv.md/.json``).
+
+The v1 recipe (``train.json`` of model 0.2.x: U-Net, ``nnunet`` augmentation, 100 epochs) is retrained on
+every fold the same way. The shipped v1 weights are fold 0's training patients' model too, but were chosen
+as the best of 20 validations on fold 0's validation patients: ``evaluate --recipe shipped`` scores them on
+fold 0 only, as a check that the retrained v1 fold 0 is comparable.
+
+Usage::
+
+    python benchmarks/model_cv.py train --recipe v1 --folds 1 2 3 4 [--out ../runs/model_cv]
+    python benchmarks/model_cv.py evaluate --recipe v1 [--folds ...]
+    python benchmarks/model_cv.py report --recipes v1 v2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cardiacseg.data.datalist import acdc_group, kfold_patients
+from cardiacseg.demo import shipped_bundle_path
+from cardiacseg.io.ssl4mis import list_ssl4mis_patients
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+ACDC = DATA / "acdc_ssl4mis"
+OUT_DOCS = REPO / "docs" / "benchmarks"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_bf16_flags, cpu_model  # noqa: E402
+
+N_FOLDS = 5
+SEED = 0
+
+#: Recipe name -> overrides of ``train.json`` (``training``) and of the predictor (``inference``).
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    # model 0.2.x as trained: train.json as committed then (U-Net 32-512, nnunet augmentation, 100 epochs,
+    # AdamW 1e-3 cosine, batch 16, patch 128 of a 160 crop)
+    "v1": {"training": {}, "inference": {}},
+}
+
+
+def folds() -> list[tuple[list[str], list[str]]]:
+    """The five ``(train, validation)`` patient lists (stratified by pathology group, seed 0)."""
+    return kfold_patients(list_ssl4mis_patients(ACDC), N_FOLDS, SEED, acdc_group)
+
+
+def fold_dir(out: Path, recipe: str, fold: int) -> Path:
+    """``OUT/<recipe>/fold<k>``."""
+    return out / recipe / f"fold{fold}"
+
+
+def make_bundle(shipped: Path, folder: Path) -> None:
+    """Copy the shipped bundle's configs, docs and scripts (not its weights) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("configs", "docs", "scripts"):
+        if (shipped / name).is_dir() and not (folder / name).exists():
+            shutil.copytree(shipped / name, folder / name)
+    if (shipped / "LICENSE").is_file():
+        shutil.copy2(shipped / "LICENSE", folder / "LICENSE")
+    (folder / "models").mkdir(exist_ok=True)
+
+
+def train_fold(out: Path, recipe: str, fold: int) -> dict[str, Any]:
+    """Train one fold (resuming if unfinished), write its bundle folder and ``fold.json``; return the record."""
+    import torch
+
+    from cardiacseg.engines import training_workflow
+    from cardiacseg.networks.weights import export_half_precision
+
+    folder = fold_dir(out, recipe, fold)
+    record_file = folder / "fold.json"
+    if record_file.is_file():
+        print(f"{recipe} fold {fold}: finished earlier, skipped", flush=True)
+        return dict(json.loads(record_file.read_text()))
+    shipped = shipped_bundle_path()
+    make_bundle(shipped, folder)
+    train_patients, val_patients = folds()[fold]
+    overrides = dict(RECIPES[recipe]["training"])
+    epochs = int(overrides.pop("epochs", 100))
+    ckpt = folder / "train"
+    wf = training_workflow(
+        shipped,
+        data_root=str(ACDC),
+        ckpt_dir=str(ckpt),
+        epochs=epochs,
+        val_interval=epochs + 1,  # no validation: the last weights are kept
+        mlflow_tracking=False,
+        seed=SEED,
+        train_patients=train_patients,
+        val_patients=val_patients[:1],  # built but never run
+        **overrides,
+    )
+    network = wf.parser.get_parsed_content("network")
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    start = time.perf_counter()
+    trainer.run()  # ResumableCheckpoint resumes from ckpt/last.pt
+    seconds = time.perf_counter() - start
+    wf.finalize()
+    full = ckpt / "final_fp32.pt"
+    torch.save(network.state_dict(), full)
+    export_half_precision(full, folder / "models" / "model.pt")
+    record: dict[str, Any] = {
+        "recipe": recipe,
+        "fold": fold,
+        "training": RECIPES[recipe]["training"],
+        "epochs": epochs,
+        "train_precision": wf.parser.get_parsed_content("train_precision"),
+        "train_patients": train_patients,
+        "val_patients": val_patients,
+        "seconds_last_run": round(seconds, 1),
+        "cpu": f"{cpu_model()} ({cpu_bf16_flags()})",
+    }
+    record_file.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"{recipe} fold {fold}: done, last run {seconds:.0f} s", flush=True)
+    return record
+
+
+SUNNYBROOK = {"SCD0000101": "SC-HF-I-1", "SCD0000201": "SC-HF-I-2"}
+CLASSES = ("lv", "myo", "rv")
+
+
+def model_folder(out: Path, recipe: str, fold: int) -> Path:
+    """The bundle folder scored for a fold: the fold's own, or the shipped bundle (``shipped``, fold 0 only)."""
+    if recipe == "shipped":
+        if fold != 0:
+            raise ValueError("the shipped v1 weights were trained on fold 0's training patients: fold 0 only")
+        return shipped_bundle_path()
+    folder = fold_dir(out, recipe, fold)
+    if not (folder / "fold.json").is_file():
+        raise FileNotFoundError(f"{folder}: fold not trained yet (no fold.json); run the train command first")
+    return folder
+
+
+def evaluate_fold(out: Path, recipe: str, fold: int, sunnybrook: bool = True) -> Path:
+    """Score a fold's model on its 15 validation patients (and the two Sunnybrook studies); return the folder."""
+    from cardiacseg.inferers import SlicePredictor
+    from cardiacseg.workflows.bundle_evaluation import evaluate_ssl4mis, evaluate_sunnybrook
+    from cardiacseg.workflows.evaluate import write_comparison
+
+    _, val_patients = folds()[fold]
+    settings = dict(RECIPES.get(recipe, RECIPES["v1"])["inference"])
+    predictor = SlicePredictor.from_bundle(model_folder(out, recipe, fold), **settings)
+    target = fold_dir(out, recipe, fold) / "eval"
+    start = time.perf_counter()
+    write_comparison(evaluate_ssl4mis(predictor, ACDC, val_patients), target / "acdc", overwrite=True)
+    if sunnybrook:
+        write_comparison(
+            evaluate_sunnybrook(predictor, DATA / "sunnybrook", SUNNYBROOK),
+            target / "sunnybrook",
+            overwrite=True,
+        )
+    info = {"seconds": round(time.perf_counter() - start, 1), "settings": settings, "tta": predictor.tta}
+    (target / "eval.json").write_text(json.dumps(info, indent=1) + "\n")
+    print(f"{recipe} fold {fold}: evaluated in {info['seconds']} s", flush=True)
+    return target
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    import csv
+
+    def num(v: str) -> Any:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+    with path.open(newline="") as f:
+        return [{k: num(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def patient_rows(out: Path, recipe: str, fold_ids: list[int]) -> list[dict[str, Any]]:
+    """One row per out-of-fold patient: fold, 3D Dice per class at ED and ES, LV and RV EF errors (points)."""
+    rows = []
+    for k in fold_ids:
+        base = fold_dir(out, recipe, k) / "eval" / "acdc"
+        if not (base / "metrics.csv").is_file():
+            continue
+        metrics = _read_csv(base / "metrics.csv")
+        indices = {r["study"]: r for r in _read_csv(base / "indices.csv")}
+        for study in sorted({r["study"] for r in metrics}):
+            row: dict[str, Any] = {"recipe": recipe, "fold": k, "patient": study}
+            for m in metrics:
+                if m["study"] == study and m["phase_name"] in ("ED", "ES"):
+                    for c in CLASSES:
+                        row[f"dice_{c}_{m['phase_name'].lower()}"] = m[f"dice_{c}"]
+            ind = indices.get(study, {})
+            row["lv_ef_error"] = ind.get("lv_ef_percent_error", float("nan"))
+            row["rv_ef_error"] = ind.get("rv_ef_percent_error", float("nan"))
+            rows.append(row)
+    return rows
+
+
+#: Columns of the fold tables: (key, header); Dice means, then mean absolute EF errors.
+COLUMNS = (
+    *((f"dice_{c}_{p}", f"{c.upper()} {p.upper()}") for c in CLASSES for p in ("ed", "es")),
+    *((f"dice_{c}", f"{c.upper()}") for c in CLASSES),
+    ("abs_lv_ef_error", "abs LV EF err"),
+    ("abs_rv_ef_error", "abs RV EF err"),
+)
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Means over patients of the :data:`COLUMNS` (class Dice = mean of ED and ES)."""
+    import numpy as np
+
+    def mean(values: list[float]) -> float:
+        a = np.asarray(values, dtype=float)
+        return float(np.nanmean(a)) if np.isfinite(a).any() else float("nan")
+
+    out: dict[str, float] = {"n": float(len(rows))}
+    for c in CLASSES:
+        for p in ("ed", "es"):
+            out[f"dice_{c}_{p}"] = mean([r[f"dice_{c}_{p}"] for r in rows])
+        out[f"dice_{c}"] = mean([r[f"dice_{c}_{p}"] for r in rows for p in ("ed", "es")])
+    out["abs_lv_ef_error"] = mean([abs(r["lv_ef_error"]) for r in rows])
+    out["abs_rv_ef_error"] = mean([abs(r["rv_ef_error"]) for r in rows])
+    return out
+
+
+def paired_difference(
+    rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], key: str, boot: int = 2000
+) -> dict[str, float]:
+    """Mean of ``b - a`` over the patients both have, with a 95 % patient bootstrap interval."""
+    import numpy as np
+
+    a = {r["patient"]: r for r in rows_a}
+    b = {r["patient"]: r for r in rows_b}
+    common = sorted(set(a) & set(b))
+
+    def value(r: dict[str, Any]) -> float:
+        if key.startswith("abs_"):
+            return abs(float(r[key.removeprefix("abs_")]))
+        if key in ("dice_lv", "dice_myo", "dice_rv"):
+            return float(np.nanmean([r[f"{key}_ed"], r[f"{key}_es"]]))
+        return float(r[key])
+
+    d = np.array([value(b[p]) - value(a[p]) for p in common])
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return {"n": 0.0, "mean": float("nan"), "low": float("nan"), "high": float("nan")}
+    rng = np.random.default_rng(0)
+    means = rng.choice(d, size=(boot, d.size), replace=True).mean(axis=1)
+    return {
+        "n": float(d.size),
+        "mean": float(d.mean()),
+        "low": float(np.percentile(means, 2.5)),
+        "high": float(np.percentile(means, 97.5)),
+    }
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    return "–" if v != v else f"{v:.{digits}f}"
+
+
+def report(out: Path, recipes: list[str], fold_ids: list[int]) -> dict[str, Any]:
+    """Fold and pooled tables per recipe, paired differences against the first recipe; write docs files."""
+    result: dict[str, Any] = {"cpu": f"{cpu_model()} ({cpu_bf16_flags()})", "recipes": {}}
+    md = [
+        "# Five-fold cross-validation on the 75 ACDC patients (`benchmarks/model_cv.py`)",
+        "",
+        "Folds by patient, stratified by pathology group (seed 0); every fold trained on its 60 patients, "
+        "last weights, scored on its 15 with the bundle's inference (flip TTA, post-processing). "
+        "3D Dice at ED and ES (all slices), EF errors in points from voxel counts.",
+        "",
+    ]
+    header = "| fold | n | " + " | ".join(h for _, h in COLUMNS) + " |"
+    rule = "|" + "---|" * (len(COLUMNS) + 2)
+    all_rows: dict[str, list[dict[str, Any]]] = {}
+    for recipe in recipes:
+        rows = patient_rows(out, recipe, fold_ids)
+        all_rows[recipe] = rows
+        per_fold = {
+            k: summarise([r for r in rows if r["fold"] == k]) for k in sorted({r["fold"] for r in rows})
+        }
+        pooled = summarise(rows)
+        result["recipes"][recipe] = {"folds": per_fold, "pooled": pooled, "patients": rows}
+        md += [f"## {recipe}", "", header, rule]
+        for k, s in per_fold.items():
+            digits = [_fmt(s[key], 1 if key.startswith("abs") else 3) for key, _ in COLUMNS]
+            md.append(f"| {k} | {int(s['n'])} | " + " | ".join(digits) + " |")
+        digits = [_fmt(pooled[key], 1 if key.startswith("abs") else 3) for key, _ in COLUMNS]
+        md += [f"| pooled | {int(pooled['n'])} | " + " | ".join(digits) + " |", ""]
+    if len(recipes) > 1:
+        ref = recipes[0]
+        md += [f"## Against {ref}, paired by patient (mean difference, 95 % bootstrap interval)", ""]
+        keys = ("dice_lv", "dice_myo", "dice_rv", "dice_rv_es", "abs_lv_ef_error")
+        md += ["| recipe | n | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
+        result["differences"] = {}
+        for recipe in recipes[1:]:
+            diffs = {key: paired_difference(all_rows[ref], all_rows[recipe], key) for key in keys}
+            result["differences"][recipe] = diffs
+            cells = [f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" for d in diffs.values()]
+            md.append(f"| {recipe} | {int(next(iter(diffs.values()))['n'])} | " + " | ".join(cells) + " |")
+        md.append("")
+    md.append(f"CPU: {result['cpu']}.")
+    OUT_DOCS.mkdir(parents=True, exist_ok=True)
+    (OUT_DOCS / "model_cv.json").write_text(json.dumps(result, indent=1) + "\n")
+    (OUT_DOCS / "model_cv.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=("train", "evaluate", "report"))
+    parser.add_argument("--recipe", default="v1", choices=[*RECIPES, "shipped"])
+    parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
+    parser.add_argument("--folds", nargs="*", type=int, default=list(range(N_FOLDS)))
+    parser.add_argument("--no-sunnybrook", action="store_true", help="evaluate: ACDC folds only")
+    parser.add_argument("--out", type=Path, default=REPO.parent / "runs" / "model_cv")
+    args = parser.parse_args()
+    if args.command == "train":
+        for k in args.folds:
+            train_fold(args.out, args.recipe, k)
+    elif args.command == "evaluate":
+        for k in args.folds:
+            evaluate_fold(args.out, args.recipe, k, sunnybrook=not args.no_sunnybrook)
+    else:
+        report(args.out, args.recipes, args.folds)
+
+
+if __name__ == "__main__":
+    main()
