@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -216,6 +216,7 @@ _BUNDLE_OVERRIDES = frozenset(
     {
         "weights",
         "network_name",
+        "network_kwargs",
         "target_spacing_mm",
         "crop_size",
         "crop_fallback_size",
@@ -307,13 +308,20 @@ class SlicePredictor:
 
     @classmethod
     def from_checkpoint(
-        cls, weights: PathLike | Sequence[PathLike], network_name: str | Sequence[str] = "unet", **kwargs: Any
+        cls,
+        weights: PathLike | Sequence[PathLike],
+        network_name: str | Sequence[str] = "unet",
+        network_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
     ) -> SlicePredictor:
         """Build a predictor from a state-dict file, or an ensemble from several.
 
         Args:
             weights: ``model.pt`` saved by the training bundle, or a list of them (ensemble).
             network_name: name for :func:`~cardiacseg.networks.get_network` (one, or one per file).
+            network_kwargs: further arguments of :func:`~cardiacseg.networks.get_network` (e.g.
+                ``{"channels": [16, 32, 64, 128, 256]}``), the same for every file; the training config's
+                ``network_def`` must have had the same.
             kwargs: passed to the constructor.
 
         Returns:
@@ -329,7 +337,7 @@ class SlicePredictor:
             raise ValueError(f"{len(files)} weight files but {len(names)} network names")
         nets = []
         for f, name in zip(files, names, strict=True):
-            net = get_network(name, 2, 1, 4)
+            net = get_network(name, 2, 1, 4, **dict(network_kwargs or {}))
             net.load_state_dict(load_state_dict_file(f))
             nets.append(net)
         predictor = cls(nets, **kwargs)
@@ -348,7 +356,7 @@ class SlicePredictor:
         Args:
             bundle_dir: the bundle folder.
             kwargs: overrides of the config's top-level keys: ``weights`` (files, an ensemble when
-                several), ``network_name``, ``target_spacing_mm``, ``crop_size``, ``crop_fallback_size``,
+                several), ``network_name``, ``network_kwargs``, ``target_spacing_mm``, ``crop_size``, ``crop_fallback_size``,
                 ``batch_size``, ``device``, ``tta``, ``precision``, ``zscore_region``, ``postprocess``
                 (a :class:`~cardiacseg.postprocess.PostProcessor`).
 

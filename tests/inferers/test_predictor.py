@@ -296,3 +296,19 @@ def test_slice_region_gives_the_network_the_training_preprocessing(acdc_dir: Pat
 def test_unknown_zscore_region_is_refused() -> None:
     with pytest.raises(ValueError, match="zscore_region"):
         SlicePredictor(_Echo(), zscore_region="volume")
+
+
+def test_network_kwargs_build_the_trained_architecture(tmp_path: Path) -> None:
+    """A half-width U-Net saved by training loads through ``network_kwargs``; the default width refuses it."""
+    from cardiacseg.networks import get_network
+
+    slim = {"channels": [16, 32, 64, 128, 256]}
+    trained = get_network("unet", 2, 1, 4, **slim)
+    torch.save(trained.state_dict(), tmp_path / "model.pt")
+    predictor = SlicePredictor.from_checkpoint(tmp_path / "model.pt", network_kwargs=slim)
+    n_params = sum(p.numel() for p in predictor.network.parameters())
+    assert n_params == sum(p.numel() for p in trained.parameters())
+    for name, value in trained.state_dict().items():
+        assert torch.equal(predictor.network.state_dict()[name], value), name
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        SlicePredictor.from_checkpoint(tmp_path / "model.pt")
