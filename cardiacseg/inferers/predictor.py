@@ -356,9 +356,9 @@ class SlicePredictor:
         Args:
             bundle_dir: the bundle folder.
             kwargs: overrides of the config's top-level keys: ``weights`` (files, an ensemble when
-                several), ``network_name``, ``network_kwargs``, ``target_spacing_mm``, ``crop_size``, ``crop_fallback_size``,
-                ``batch_size``, ``device``, ``tta``, ``precision``, ``zscore_region``, ``postprocess``
-                (a :class:`~cardiacseg.postprocess.PostProcessor`).
+                several), ``network_name``, ``network_kwargs``, ``target_spacing_mm``, ``crop_size``,
+                ``crop_fallback_size``, ``batch_size``, ``device``, ``tta``, ``precision``, ``zscore_region``,
+                ``postprocess`` (a :class:`~cardiacseg.postprocess.PostProcessor`).
 
         Returns:
             The predictor (``bundle_dir`` and ``weights_files`` recorded on it).

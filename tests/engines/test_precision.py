@@ -1,4 +1,4 @@
-"""bfloat16 autocast training on a CPU: the forward pass is bfloat16, everything the optimiser sees is float32."""
+"""bfloat16 autocast training on a CPU: a bfloat16 forward pass; all the optimiser sees is float32."""
 
 from __future__ import annotations
 
