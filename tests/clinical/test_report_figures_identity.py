@@ -43,11 +43,17 @@ def test_csv_header_lines_are_skipped_by_csv_and_pandas_readers(study: Any, tmp_
 
 
 def _capture_figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Keep the figures the plotting functions close, to inspect what was drawn."""
-    import matplotlib.pyplot as plt
+    """Keep the figures the plotting functions save, to inspect what was drawn."""
+    from matplotlib.figure import Figure
 
     kept: list[Any] = []
-    monkeypatch.setattr(plt, "close", lambda fig=None: kept.append(fig))
+    save = Figure.savefig
+
+    def keep(fig: Any, *args: Any, **kwargs: Any) -> Any:
+        kept.append(fig)
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
     return kept
 
 
