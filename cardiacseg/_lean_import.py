@@ -45,6 +45,10 @@ import and work normally afterwards, e.g. cardiacseg's own matplotlib figures):
   Hugging Face bundle download, ONNX/OpenVINO export and runtime. None is installed by cardiacseg; they
   are hidden when present because MONAI would import them.
 
+- ``scipy.signal``, ``scipy.sparse.linalg`` (about 1 s of SciPy's 1.6 s): MONAI's ultrasound confidence map
+  and its signal transforms (``monai.transforms.signal``: notch filter). The rest of SciPy imports normally
+  (``scipy.ndimage``, used by cardiacseg's post-processing, is preloaded).
+
 Never hidden, because the inference path needs them or a non-MONAI library caches a probe of them:
 NumPy, torch, SciPy, nibabel (imports SciPy, probes optional packages), pydicom (its pixel-data
 decoders probe GDCM, pylibjpeg, Pillow and NumPy once, when ``pydicom.pixels`` is imported), Pillow, h5py,
@@ -78,7 +82,7 @@ from types import FrameType, ModuleType
 #: Environment variable that disables :func:`import_monai_lean` (``1``, ``true``, ``yes``, ``on``).
 FULL_IMPORTS_ENV = "CARDIACSEG_FULL_IMPORTS"
 
-#: Top-level packages hidden from MONAI while it is imported (see the module docstring for each one).
+#: Packages (and two SciPy modules) hidden from MONAI while it is imported (module docstring: each one).
 HIDDEN_PACKAGES: frozenset[str] = frozenset(
     {
         "ignite",
@@ -96,6 +100,8 @@ HIDDEN_PACKAGES: frozenset[str] = frozenset(
         "onnx",
         "onnxruntime",
         "openvino",
+        "scipy.signal",
+        "scipy.sparse.linalg",
     }
 )
 
@@ -151,13 +157,17 @@ class _HidingFinder(importlib.abc.MetaPathFinder):
         self.blocked: list[tuple[str, str]] = []
         self.purged: list[str] = []
 
+    def hides(self, name: str) -> bool:
+        """Whether ``name`` is a hidden package or module, or inside one."""
+        return any(name == h or name.startswith(h + ".") for h in self.hidden)
+
     def find_spec(
         self,
         fullname: str,
         path: Sequence[str] | None,
         target: ModuleType | None = None,
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname.partition(".")[0] not in self.hidden:
+        if not self.hides(fullname):
             return None  # the normal finders decide
         self.blocked.append((fullname, _importer()))
         raise ModuleNotFoundError(
@@ -198,7 +208,8 @@ def hidden_packages(packages: frozenset[str]) -> Iterator[_HidingFinder]:
     hidden import) are removed, so that a later import of that package starts clean.
 
     Args:
-        packages: top-level package names.
+        packages: top-level package names, or dotted module names (``"scipy.signal"``: hidden with its
+            submodules while the rest of ``scipy`` imports normally).
 
     Yields:
         The finder: ``finder.hidden`` is what is hidden, ``finder.blocked`` lists ``(module, importer)``,
@@ -211,8 +222,10 @@ def hidden_packages(packages: frozenset[str]) -> Iterator[_HidingFinder]:
         []
 
     """
-    already = {name.partition(".")[0] for name in sys.modules}
-    finder = _HidingFinder(frozenset(packages - already))
+    top_level = {name.partition(".")[0] for name in sys.modules}
+    finder = _HidingFinder(
+        frozenset(p for p in packages if p not in (sys.modules if "." in p else top_level))
+    )
     before = set(sys.modules)
     sys.meta_path.insert(0, finder)
     try:
@@ -221,7 +234,7 @@ def hidden_packages(packages: frozenset[str]) -> Iterator[_HidingFinder]:
         sys.meta_path.remove(finder)
         for name in sorted(n for n in sys.modules if n not in before):  # parents before children
             parent = name.rpartition(".")[0]
-            if name.partition(".")[0] in finder.hidden or (parent and parent not in sys.modules):
+            if finder.hides(name) or (parent and parent not in sys.modules):
                 del sys.modules[name]
                 finder.purged.append(name)
 
@@ -235,7 +248,7 @@ def import_monai_lean(hidden: frozenset[str] = HIDDEN_PACKAGES) -> LeanImportRep
     docstring for what becomes unavailable through MONAI).
 
     Args:
-        hidden: top-level packages to hide (default :data:`HIDDEN_PACKAGES`).
+        hidden: packages or modules to hide (default :data:`HIDDEN_PACKAGES`).
 
     Returns:
         What was done, with the blocked import attempts and the safety findings.
