@@ -78,6 +78,17 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         },
         "inference": {"network_kwargs": {"channels": [16, 32, 64, 128, 256]}},
     },
+    # v2a with 2.5D input: the slice and its two neighbours as channels (for basal RV at end-systole)
+    "v2b": {
+        "training": {
+            "network_def": {**_UNET, "in_channels": 3, "channels": [16, 32, 64, 128, 256]},
+            "augmentation": "motion",
+            "epochs": 150,
+            "num_workers": 1,
+            "context_slices": 1,
+        },
+        "inference": {"network_kwargs": {"channels": [16, 32, 64, 128, 256]}, "context_slices": 1},
+    },
 }
 
 
@@ -181,15 +192,18 @@ def model_folder(out: Path, recipe: str, fold: int) -> Path:
     return folder
 
 
-def evaluate_fold(out: Path, recipe: str, fold: int, sunnybrook: bool = True) -> Path:
-    """Score a fold's model on its 15 validation patients (and the two Sunnybrook studies); return the folder."""
+def evaluate_fold(out: Path, recipe: str, fold: int, sunnybrook: bool = True, tta: str | None = None) -> Path:
+    """Score a fold's model on its 15 validation patients (and the two Sunnybrook studies); return the folder.
+
+    ``tta`` replaces the bundle's test-time augmentation; the rows then go to ``eval-tta-<mode>/``.
+    """
     from cardiacseg.inferers import SlicePredictor
     from cardiacseg.workflows.bundle_evaluation import evaluate_ssl4mis, evaluate_sunnybrook
     from cardiacseg.workflows.evaluate import write_comparison
 
     _, val_patients = folds()[fold]
-    predictor = SlicePredictor.from_bundle(model_folder(out, recipe, fold))
-    target = fold_dir(out, recipe, fold) / "eval"
+    predictor = SlicePredictor.from_bundle(model_folder(out, recipe, fold), **({"tta": tta} if tta else {}))
+    target = fold_dir(out, recipe, fold) / ("eval" if tta is None else f"eval-tta-{tta}")
     start = time.perf_counter()
     write_comparison(evaluate_ssl4mis(predictor, ACDC, val_patients), target / "acdc", overwrite=True)
     if sunnybrook:
@@ -217,11 +231,15 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
         return [{k: num(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def patient_rows(out: Path, recipe: str, fold_ids: list[int]) -> list[dict[str, Any]]:
-    """One row per out-of-fold patient: fold, 3D Dice per class at ED and ES, LV and RV EF errors (points)."""
+def patient_rows(out: Path, recipe: str, fold_ids: list[int], dataset: str = "acdc") -> list[dict[str, Any]]:
+    """One row per out-of-fold patient: fold, 3D Dice per class at ED and ES, LV and RV EF errors (points).
+
+    ``recipe`` may end in ``@tta-<mode>`` for the rows of ``evaluate --tta <mode>``.
+    """
     rows = []
+    name, _, variant = recipe.partition("@")
     for k in fold_ids:
-        base = fold_dir(out, recipe, k) / "eval" / "acdc"
+        base = fold_dir(out, name, k) / ("eval" if not variant else f"eval-{variant}") / dataset
         if not (base / "metrics.csv").is_file():
             continue
         metrics = _read_csv(base / "metrics.csv")
@@ -358,6 +376,9 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
     parser.add_argument("--folds", nargs="*", type=int, default=list(range(N_FOLDS)))
     parser.add_argument("--no-sunnybrook", action="store_true", help="evaluate: ACDC folds only")
+    parser.add_argument(
+        "--tta", choices=("none", "flip", "flip_rot90"), help="evaluate: replace the bundle's TTA"
+    )
     parser.add_argument("--out", type=Path, default=REPO.parent / "runs" / "model_cv")
     args = parser.parse_args()
     if args.command == "train":
@@ -365,7 +386,7 @@ def main() -> None:
             train_fold(args.out, args.recipe, k)
     elif args.command == "evaluate":
         for k in args.folds:
-            evaluate_fold(args.out, args.recipe, k, sunnybrook=not args.no_sunnybrook)
+            evaluate_fold(args.out, args.recipe, k, sunnybrook=not args.no_sunnybrook, tta=args.tta)
     else:
         report(args.out, args.recipes, args.folds)
 

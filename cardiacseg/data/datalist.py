@@ -15,6 +15,7 @@ import numpy as np
 from cardiacseg.io.labels import acdc_to_internal
 from cardiacseg.io.nifti import read_nifti_array
 from cardiacseg.io.ssl4mis import list_ssl4mis_patients, read_ssl4mis_frame, read_ssl4mis_study
+from cardiacseg.transforms.utils import neighbour_indices
 from cardiacseg.typing import PathLike
 
 __all__ = [
@@ -181,15 +182,24 @@ def random_image_subset(items: Sequence[dict[str, Any]], n: int, seed: int = 0) 
     return [items[int(i)] for i in order[:n]]
 
 
+def _input_channels(image_zyx: np.ndarray, z: int, context_slices: int) -> np.ndarray:
+    """Return ``(2k + 1, X, Y)`` float32: slice ``z`` and its neighbours (:func:`neighbour_indices`)."""
+    idx = neighbour_indices(image_zyx.shape[0], z, context_slices)
+    return np.ascontiguousarray(image_zyx[idx].transpose(0, 2, 1).astype(np.float32))
+
+
 def ssl4mis_slice_items(
     root: PathLike,
     patients: Sequence[str] | None = None,
     phases: Sequence[str] = ("ED", "ES"),
     skip_empty: bool = False,
+    context_slices: int = 0,
 ) -> list[dict[str, Any]]:
     """2D training items from the SSL4MIS copy of ACDC, one per (patient, phase, slice).
 
-    Each item holds ``image`` ``(1, X, Y)`` float32 and ``label`` ``(1, X, Y)`` uint8 (internal labels,
+    Each item holds ``image`` ``(1 + 2 * context_slices, X, Y)`` float32 (the slice, with its neighbours
+    as further channels for a 2.5D network: :func:`neighbour_indices`, the centre slice in the middle
+    channel) and ``label`` ``(1, X, Y)`` uint8 (internal labels,
     cardiacseg's channel-first layout), ``centre``: the ``(x, y)`` centre of the bounding box of the
     patient's labels over all slices and both phases (for a heart crop that also covers label-free apical
     and basal slices), and ``patient``, ``phase``, ``slice``, ``group``.
@@ -199,18 +209,21 @@ def ssl4mis_slice_items(
         patients: ids to use (default: all).
         phases: ``"ED"`` and/or ``"ES"``.
         skip_empty: drop slices without any label.
+        context_slices: neighbouring slices on each side given as input channels (0: 2D).
 
     Returns:
         The items.
 
     Raises:
-        ValueError: unknown phase name.
+        ValueError: unknown phase name, negative ``context_slices``.
 
     Example:
         >>> items = ssl4mis_slice_items("../shared/data/acdc_ssl4mis", ["patient001"])  # doctest: +SKIP
 
     """
     index = {"ED": 0, "ES": 1}
+    if context_slices < 0:
+        raise ValueError(f"context_slices must be >= 0, got {context_slices}")
     for ph in phases:
         if ph not in index:
             raise ValueError(f"phase must be 'ED' or 'ES', got {ph!r}")
@@ -231,7 +244,7 @@ def ssl4mis_slice_items(
                     continue
                 items.append(
                     {
-                        "image": np.ascontiguousarray(study.image[t, z].T[None]),
+                        "image": _input_channels(study.image[t], z, context_slices),
                         "label": np.ascontiguousarray(lab.T[None]),
                         "centre": centre,
                         "patient": pid,
@@ -259,6 +272,7 @@ def _slice_items(
     phase: str,
     slices: Sequence[int] | None = None,
     entry: int | None = None,
+    context_slices: int = 0,
 ) -> list[dict[str, Any]]:
     use = list(range(image_zyx.shape[0])) if slices is None else sorted(set(slices))
     fg = ((label_zyx[use] > 0) & (label_zyx[use] != IGNORE_VALUE)).any(axis=0)
@@ -267,7 +281,7 @@ def _slice_items(
     items = []
     for z in use:
         item: dict[str, Any] = {
-            "image": np.ascontiguousarray(image_zyx[z].T[None].astype(np.float32)),
+            "image": _input_channels(image_zyx, z, context_slices),  # neighbours may be unannotated
             "label": np.ascontiguousarray(label_zyx[z].T[None]),
             "centre": centre,
             "patient": pid,
@@ -326,6 +340,7 @@ def datalist_slice_items(
     label_convention: str = "internal",
     labelled_classes: Sequence[int] | None = None,
     drop_unlabelled: bool = False,
+    context_slices: int = 0,
 ) -> list[dict[str, Any]]:
     """2D items from a datalist of 3D stacks with labels, one per labelled slice (MONAI datalist JSON layout).
 
@@ -338,9 +353,10 @@ def datalist_slice_items(
     subset; items are the slices in both lists). Relative paths are resolved against the JSON file's
     folder. Labels may hold the ignore value :data:`IGNORE_VALUE` (255) for pixels without annotation.
 
-    Each item holds ``image`` ``(1, X, Y)`` float32, ``label`` ``(1, X, Y)`` uint8 (internal values),
-    ``centre`` (``(x, y)`` centre of the stack's labels over its used slices), ``patient``, ``phase``,
-    ``slice``, ``group`` and ``entry`` (the entry's index in its section).
+    Each item holds ``image`` ``(1 + 2 * context_slices, X, Y)`` float32 (neighbours as channels, as in
+    :func:`ssl4mis_slice_items`), ``label`` ``(1, X, Y)`` uint8 (internal values), ``centre``
+    (``(x, y)`` centre of the stack's labels over its used slices), ``patient``, ``phase``, ``slice``,
+    ``group`` and ``entry`` (the entry's index in its section).
 
     Args:
         datalist: the JSON file or its parsed content.
@@ -351,6 +367,7 @@ def datalist_slice_items(
             ``None``: all three.
         drop_unlabelled: set label values of other classes to 0 (simulates partial labels, e.g. from ACDC)
             instead of refusing them.
+        context_slices: neighbouring slices on each side given as input channels (0: 2D).
 
     Returns:
         The items, entry by entry, slice by slice.
@@ -414,6 +431,7 @@ def datalist_slice_items(
             str(entry.get("phase", frame_phase or "")),
             None if chosen is None else sorted(chosen),
             entry=i,
+            context_slices=context_slices,
         )
     return items
 

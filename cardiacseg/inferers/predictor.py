@@ -35,7 +35,7 @@ from cardiacseg.networks.weights import load_state_dict_file
 from cardiacseg.postprocess import PostProcessor
 from cardiacseg.transforms.intensity.array import SliceZScore, percentile_zscore
 from cardiacseg.transforms.spatial.array import HeartCrop, InPlaneSpacing
-from cardiacseg.transforms.utils import SPACING_UNKNOWN, study_affine
+from cardiacseg.transforms.utils import SPACING_UNKNOWN, study_affine, with_neighbours
 from cardiacseg.typing import LabelArray, PathLike
 from cardiacseg.utils.timing import stage
 
@@ -217,6 +217,7 @@ _BUNDLE_OVERRIDES = frozenset(
         "weights",
         "network_name",
         "network_kwargs",
+        "context_slices",
         "target_spacing_mm",
         "crop_size",
         "crop_fallback_size",
@@ -252,9 +253,13 @@ class SlicePredictor:
         zscore_region: where each slice's z-score statistics are taken (:data:`ZSCORE_REGIONS`):
             ``"crop"``, inside the heart crop (what the shipped weights were evaluated and released with);
             ``"slice"``, the whole slice before the crop, as in training.
+        context_slices: neighbouring slices on each side given to the network as further input channels
+            (a 2.5D network trained on items of the same ``context_slices``,
+            :func:`cardiacseg.transforms.utils.with_neighbours`; end slices repeat); 0: 2D.
 
     Raises:
-        ValueError: unknown TTA mode, precision or z-score region, or no network.
+        ValueError: unknown TTA mode, precision or z-score region, negative ``context_slices``, or no
+            network.
 
     Example:
         >>> predictor = SlicePredictor.from_bundle("bundles/cardiac_cine_seg")  # doctest: +SKIP
@@ -274,6 +279,7 @@ class SlicePredictor:
         postprocess: PostProcessor | None = None,
         precision: str = "fp32",
         zscore_region: str = "crop",
+        context_slices: int = 0,
     ):
         nets = [network] if isinstance(network, nn.Module) else list(network)
         if not nets:
@@ -284,7 +290,10 @@ class SlicePredictor:
             raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
         if zscore_region not in ZSCORE_REGIONS:
             raise ValueError(f"zscore_region must be one of {ZSCORE_REGIONS}, got {zscore_region!r}")
+        if context_slices < 0:
+            raise ValueError(f"context_slices must be >= 0, got {context_slices}")
         self.zscore_region = zscore_region
+        self.context_slices = int(context_slices)
         self.precision = resolve_precision(precision, device)
         # channels-last: oneDNN's fastest CPU convolution layout (about 1.4x here), same fp32 results
         self.networks = [n.to(device).eval().to(memory_format=torch.channels_last) for n in nets]  # type: ignore[call-overload]
@@ -322,13 +331,15 @@ class SlicePredictor:
             network_kwargs: further arguments of :func:`~cardiacseg.networks.get_network` (e.g.
                 ``{"channels": [16, 32, 64, 128, 256]}``), the same for every file; the training config's
                 ``network_def`` must have had the same.
-            kwargs: passed to the constructor.
+            kwargs: passed to the constructor; ``context_slices`` also sets the networks' input channels
+                (``1 + 2 * context_slices``).
 
         Returns:
             The predictor.
 
         Raises:
             FileNotFoundError: the file does not exist.
+            ValueError: the weights do not fit the network so built (another width, input channels...).
 
         """
         files: list[PathLike] = [weights] if isinstance(weights, str | os.PathLike) else list(weights)
@@ -337,8 +348,17 @@ class SlicePredictor:
             raise ValueError(f"{len(files)} weight files but {len(names)} network names")
         nets = []
         for f, name in zip(files, names, strict=True):
-            net = get_network(name, 2, 1, 4, **dict(network_kwargs or {}))
-            net.load_state_dict(load_state_dict_file(f))
+            in_channels = 1 + 2 * int(kwargs.get("context_slices", 0))
+            net = get_network(name, 2, in_channels, 4, **dict(network_kwargs or {}))
+            try:
+                net.load_state_dict(load_state_dict_file(f))
+            except RuntimeError as exc:
+                lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+                raise ValueError(
+                    f"{f}: the weights do not fit network {name!r} with {in_channels} input channel(s) and "
+                    f"{dict(network_kwargs or {})}; set network_name, network_kwargs and context_slices as "
+                    f"in training. First difference: {lines[1] if len(lines) > 1 else str(exc)}"
+                ) from exc
             nets.append(net)
         predictor = cls(nets, **kwargs)
         predictor.weights_files = [Path(f) for f in files]
@@ -643,6 +663,7 @@ class SlicePredictor:
                 slices = arr.permute(0, 3, 1, 2).reshape(-1, 1, x, y).clone()
                 if self.zscore_region == "crop":
                     slices = percentile_zscore(slices)
+                slices = with_neighbours(slices, z, self.context_slices)  # 2.5D: neighbours as channels
             with stage("network"):
                 logits_probs = self._forward(slices)
             probs = logits_probs.reshape(len(sel), z, 4, x, y).permute(0, 2, 3, 4, 1)  # (T,4,X,Y,Z)

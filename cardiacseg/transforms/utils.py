@@ -25,15 +25,77 @@ __all__ = [
     "SPACING_UNKNOWN",
     "inplane_spacing_mm",
     "label_to_metatensor",
+    "neighbour_indices",
     "slice_to_metatensor",
     "spacing_zyx_mm",
     "study_affine",
     "study_to_metatensor",
     "to_zyx",
+    "with_neighbours",
 ]
 
 #: Meta-data key set to True on tensors whose voxel spacing is unknown.
 SPACING_UNKNOWN = "cardiacseg_spacing_unknown"
+
+
+def neighbour_indices(n_slices: int, z: int, context_slices: int) -> list[int]:
+    """Slice indices of a 2.5D input: ``z - k .. z + k``, repeating the end slices beyond the stack.
+
+    Args:
+        n_slices: slices in the stack.
+        z: the centre slice.
+        context_slices: ``k``, neighbours on each side (0: the slice alone).
+
+    Returns:
+        ``2k + 1`` indices, in stack order.
+
+    Raises:
+        ValueError: negative ``context_slices`` or ``z`` outside the stack.
+
+    Example:
+        >>> neighbour_indices(10, 0, 1), neighbour_indices(10, 5, 1), neighbour_indices(10, 9, 2)
+        ([0, 0, 1], [4, 5, 6], [7, 8, 9, 9, 9])
+
+    """
+    if context_slices < 0:
+        raise ValueError(f"context_slices must be >= 0, got {context_slices}")
+    if not 0 <= z < n_slices:
+        raise ValueError(f"slice {z} outside a stack of {n_slices}")
+    return [min(max(z + d, 0), n_slices - 1) for d in range(-context_slices, context_slices + 1)]
+
+
+def with_neighbours(slices: torch.Tensor, n_slices: int, context_slices: int) -> torch.Tensor:
+    """Stack each slice's neighbours as channels: ``(S * Z, 1, X, Y)`` to ``(S * Z, 2k + 1, X, Y)``.
+
+    The 2.5D input of :func:`neighbour_indices`, for slices ordered stack by stack (``S`` stacks, e.g.
+    phases, of ``Z`` slices); the centre slice is the middle channel, as in training
+    (:func:`cardiacseg.data.datalist.ssl4mis_slice_items` with the same ``context_slices``).
+
+    Args:
+        slices: ``(S * Z, 1, X, Y)``.
+        n_slices: ``Z``.
+        context_slices: ``k``; 0 returns ``slices`` itself.
+
+    Returns:
+        ``(S * Z, 2k + 1, X, Y)``.
+
+    Raises:
+        ValueError: ``slices`` is not a whole number of stacks of one channel.
+
+    Example:
+        >>> x = torch.arange(6.0).reshape(6, 1, 1, 1)  # 2 stacks of 3 slices
+        >>> with_neighbours(x, 3, 1)[:, :, 0, 0].tolist()[:3]
+        [[0.0, 0.0, 1.0], [0.0, 1.0, 2.0], [1.0, 2.0, 2.0]]
+
+    """
+    if context_slices == 0:
+        return slices
+    if slices.ndim != 4 or slices.shape[1] != 1 or slices.shape[0] % n_slices:
+        raise ValueError(f"need (S * {n_slices}, 1, X, Y) slices, got shape {tuple(slices.shape)}")
+    x, y = slices.shape[-2:]
+    stacks = slices.reshape(-1, n_slices, x, y)
+    idx = torch.tensor([neighbour_indices(n_slices, z, context_slices) for z in range(n_slices)])
+    return stacks[:, idx].reshape(-1, 2 * context_slices + 1, x, y)
 
 
 def study_affine(study: CineStudy) -> npt.NDArray[np.float64]:

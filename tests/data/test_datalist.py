@@ -115,3 +115,20 @@ def test_labels_of_unlabelled_structures_are_refused_or_dropped(tmp_path: Path) 
     assert set(np.unique(first).tolist()) == {0, 1}  # ACDC LV (3) -> internal 1; RV dropped to 0
     assert first[4, 4] == 1 and first[1, 1] == 0
     assert items[1]["label"][0].T[0, 0] == IGNORE_VALUE
+
+
+def test_context_slices_stack_the_neighbouring_slices_as_channels(acdc_dir: Path) -> None:
+    from cardiacseg.io.ssl4mis import read_ssl4mis_study
+
+    flat = ssl4mis_slice_items(acdc_dir, ["patient001"], phases=("ES",))
+    deep = ssl4mis_slice_items(acdc_dir, ["patient001"], phases=("ES",), context_slices=1)
+    study = read_ssl4mis_study(acdc_dir, "patient001")
+    n = study.n_slices
+    assert len(deep) == len(flat) == n
+    for z, (a, b) in enumerate(zip(flat, deep, strict=True)):
+        assert b["image"].shape == (3, *a["image"].shape[1:])
+        np.testing.assert_array_equal(b["label"], a["label"])
+        for channel, source in enumerate((max(z - 1, 0), z, min(z + 1, n - 1))):  # ends repeat
+            np.testing.assert_array_equal(b["image"][channel], study.image[1, source].T)
+    with pytest.raises(ValueError, match="context_slices"):
+        ssl4mis_slice_items(acdc_dir, ["patient001"], context_slices=-1)

@@ -310,5 +310,48 @@ def test_network_kwargs_build_the_trained_architecture(tmp_path: Path) -> None:
     assert n_params == sum(p.numel() for p in trained.parameters())
     for name, value in trained.state_dict().items():
         assert torch.equal(predictor.network.state_dict()[name], value), name
-    with pytest.raises(RuntimeError, match="size mismatch"):
+    with pytest.raises(ValueError, match="do not fit network"):
+        SlicePredictor.from_checkpoint(tmp_path / "model.pt")
+
+
+class _OnChannel(nn.Module):
+    """:class:`_BrightIsLV` applied to one input channel: which slice of a 2.5D input it sees is the test."""
+
+    def __init__(self, channel: int) -> None:
+        super().__init__()
+        self.channel = channel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _BrightIsLV()(x[:, self.channel : self.channel + 1])
+
+
+def test_context_slices_give_each_slice_its_neighbours_as_channels() -> None:
+    """2.5D input (context 1): channel 0 is the slice below, 2 the slice above, ends repeated.
+
+    The reference is the 2D path: looking at channel 0 of slice z must give the 2D labels of slice z - 1.
+    """
+    study, _ = make_cine_phantom(n_phases=4, n_slices=5, shape=(160, 160), spacing_mm=(8.0, 1.5, 1.5))
+    flat = SlicePredictor(_BrightIsLV(), crop_size=128).predict(study, [0, 2])
+    below = SlicePredictor(_OnChannel(0), crop_size=128, context_slices=1).predict(study, [0, 2])
+    above = SlicePredictor(_OnChannel(2), crop_size=128, context_slices=1).predict(study, [0, 2])
+    centre = SlicePredictor(_OnChannel(1), crop_size=128, context_slices=1).predict(study, [0, 2])
+    n = study.n_slices
+    for t in (0, 2):
+        assert not all(np.array_equal(flat[t][z], flat[t][z + 1]) for z in range(n - 1))  # slices differ
+        for z in range(n):
+            assert np.array_equal(below[t][z], flat[t][max(z - 1, 0)]), (t, z)
+            assert np.array_equal(above[t][z], flat[t][min(z + 1, n - 1)]), (t, z)
+            assert np.array_equal(centre[t][z], flat[t][z]), (t, z)
+    with pytest.raises(ValueError, match="context_slices"):
+        SlicePredictor(_BrightIsLV(), context_slices=-1)
+
+
+def test_context_slices_build_a_network_with_that_many_input_channels(tmp_path: Path) -> None:
+    from cardiacseg.networks import get_network
+
+    torch.save(get_network("unet", 2, 3, 4).state_dict(), tmp_path / "model.pt")
+    predictor = SlicePredictor.from_checkpoint(tmp_path / "model.pt", context_slices=1)
+    first = next(m for m in predictor.network.modules() if isinstance(m, nn.Conv2d))
+    assert first.in_channels == 3
+    with pytest.raises(ValueError, match=r"model\.pt: the weights do not fit network 'unet' with 1 input"):
         SlicePredictor.from_checkpoint(tmp_path / "model.pt")
