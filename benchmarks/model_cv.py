@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ DATA = REPO.parent / "shared" / "data"
 ACDC = DATA / "acdc_ssl4mis"
 OUT_DOCS = REPO / "docs" / "benchmarks"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bundles import make_bundle, save_trained_weights  # noqa: E402
 from _machine import cpu_bf16_flags, cpu_model  # noqa: E402
 
 N_FOLDS = 5
@@ -102,31 +102,10 @@ def fold_dir(out: Path, recipe: str, fold: int) -> Path:
     return out / recipe / f"fold{fold}"
 
 
-def make_bundle(shipped: Path, folder: Path, inference: dict[str, Any]) -> None:
-    """Copy the shipped bundle's configs, docs and scripts (not its weights) into ``folder``.
-
-    ``inference`` replaces top-level values of the copy's ``inference.json`` (e.g. ``network_kwargs``), so
-    the fold's bundle predicts with its own network from ``SlicePredictor.from_bundle(folder)`` alone.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("configs", "docs", "scripts"):
-        if (shipped / name).is_dir() and not (folder / name).exists():
-            shutil.copytree(shipped / name, folder / name)
-    if (shipped / "LICENSE").is_file():
-        shutil.copy2(shipped / "LICENSE", folder / "LICENSE")
-    (folder / "models").mkdir(exist_ok=True)
-    config = folder / "configs" / "inference.json"
-    values = json.loads(config.read_text())
-    values.update(inference)
-    config.write_text(json.dumps(values, indent=4) + "\n")
-
-
 def train_fold(out: Path, recipe: str, fold: int) -> dict[str, Any]:
     """Train one fold (resuming if unfinished), write its bundle folder and ``fold.json``; return the record."""
-    import torch
 
     from cardiacseg.engines import training_workflow
-    from cardiacseg.networks.weights import export_half_precision
 
     folder = fold_dir(out, recipe, fold)
     record_file = folder / "fold.json"
@@ -157,9 +136,7 @@ def train_fold(out: Path, recipe: str, fold: int) -> dict[str, Any]:
     trainer.run()  # ResumableCheckpoint resumes from ckpt/last.pt
     seconds = time.perf_counter() - start
     wf.finalize()
-    full = ckpt / "final_fp32.pt"
-    torch.save(network.state_dict(), full)
-    export_half_precision(full, folder / "models" / "model.pt")
+    save_trained_weights(network, ckpt, folder)
     record: dict[str, Any] = {
         "recipe": recipe,
         "fold": fold,

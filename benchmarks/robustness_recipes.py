@@ -26,23 +26,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
-
-import torch
 
 from cardiacseg.data.datalist import split_patients
 from cardiacseg.demo import shipped_bundle_path
 from cardiacseg.engines import training_workflow
 from cardiacseg.io.ssl4mis import list_ssl4mis_patients
 from cardiacseg.networks import load_partial, load_state_dict_file
-from cardiacseg.networks.weights import export_half_precision
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "acdc_ssl4mis"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bundles import make_bundle, save_trained_weights  # noqa: E402
 from _machine import cpu_bf16_flags, cpu_model  # noqa: E402
 
 #: Arm name -> (augmentation preset, adversarial overlay on).
@@ -52,17 +49,6 @@ ARMS: dict[str, tuple[str, bool]] = {
     "adversarial": ("nnunet", True),
     "motion+adversarial": ("motion", True),
 }
-
-
-def make_bundle(shipped: Path, folder: Path) -> None:
-    """Copy the shipped bundle's configs and docs (not its weights) into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("configs", "docs", "scripts"):
-        if (shipped / name).is_dir() and not (folder / name).exists():
-            shutil.copytree(shipped / name, folder / name)
-    if (shipped / "LICENSE").is_file():
-        shutil.copy2(shipped / "LICENSE", folder / "LICENSE")
-    (folder / "models").mkdir(exist_ok=True)
 
 
 def run_arm(name: str, out: Path, epochs: int, lr: float, seed: int) -> dict[str, object]:
@@ -102,9 +88,7 @@ def run_arm(name: str, out: Path, epochs: int, lr: float, seed: int) -> dict[str
     trainer.run()  # ResumableCheckpoint resumes an interrupted arm from ckpt/last.pt
     seconds = time.perf_counter() - start
     wf.finalize()
-    full = ckpt / "final_fp32.pt"
-    torch.save(network.state_dict(), full)
-    export_half_precision(full, folder / "models" / "model.pt")
+    save_trained_weights(network, ckpt, folder)
     record: dict[str, object] = {
         "arm": name,
         "augmentation": preset,

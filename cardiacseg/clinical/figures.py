@@ -268,7 +268,7 @@ _GAP_PX = 6
 _TITLE_PX = 16
 
 
-def _outline(mask: np.ndarray, side: int, shape: tuple[int, int]) -> np.ndarray:
+def _outline(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Rasterise the 0.5 iso-line of the bilinearly upsampled mask, a band about 2 pixels wide.
 
     Matplotlib's ``contour(mask, levels=[0.5])`` draws the same line (marching squares on the bilinear
@@ -309,7 +309,7 @@ def _panel_rgb(img: np.ndarray, lab: np.ndarray, side: int) -> np.ndarray:
     for value, region in regions.items():
         if (lab == value).any():
             colour = np.array([int(LABEL_COLOURS[value][i : i + 2], 16) / 255 for i in (1, 3, 5)], np.float32)
-            panel[_outline(region, side, shape)] = colour
+            panel[_outline(region, shape)] = colour
     panel[[0, -1], :] = 0.0
     panel[:, [0, -1]] = 0.0
     return panel
