@@ -464,6 +464,7 @@ class SlicePredictor:
         * the heart crop: the padded image ``(T or S, max(X', s), max(Y', s), Z)`` when the image is smaller
           than the crop; the crop of the selected phases, its slices and (``zscore_region="crop"``) their
           normalised copy ``(S*Z, s, s)``;
+        * with ``context_slices`` = k (2.5D), the network input ``(S*Z, 2k+1, s, s)``;
         * the network's probabilities ``(S*Z, 4, s, s)``: the per-batch outputs and their concatenation
           (plus those of the first crop when the fallback crop is enabled);
         * the probabilities mapped back to the input grid per phase group ``(G, 4, Z, Y, X)`` and the
@@ -542,6 +543,14 @@ class SlicePredictor:
                 f"cropped slices (S*Z, 1, s, s) = {(n_s * n_z, 1, s, s)} float32", n_s * n_z * s * s * f4, 3
             )
         )
+        if self.context_slices:  # 2.5D: the neighbouring slices become input channels (a further copy)
+            n_in = 1 + 2 * self.context_slices
+            out.append(
+                Allocation(
+                    f"2.5D network input (S*Z, C, s, s) = {(n_s * n_z, n_in, s, s)} float32",
+                    n_s * n_z * n_in * s * s * f4,
+                )
+            )
         n_prob = 2 if self.crop_fallback_size is None or self.crop_fallback_size <= self.crop_size else 3
         out.append(
             Allocation(

@@ -346,6 +346,22 @@ def test_context_slices_give_each_slice_its_neighbours_as_channels() -> None:
         SlicePredictor(_BrightIsLV(), context_slices=-1)
 
 
+def test_memory_estimate_counts_the_2p5d_input_the_network_receives() -> None:
+    """With context 2 the network input has 5 channels: the estimate's entry is that tensor's size."""
+    study, _ = make_cine_phantom(n_phases=4, n_slices=5, shape=(160, 160), spacing_mm=(8.0, 1.5, 1.5))
+    predictor = SlicePredictor(_OnChannel(2), crop_size=128, context_slices=2)
+    seen: list[torch.Tensor] = []
+    forward = predictor._forward
+    predictor._forward = lambda x: seen.append(x) or forward(x)  # type: ignore[method-assign]
+    predictor.predict(study, [1, 3])
+    est = {a.what.split(" = ")[0]: a for a in predictor.memory_estimate(study, [1, 3])}
+    assert tuple(seen[0].shape) == (2 * 5, 5, 128, 128)
+    assert est["2.5D network input (S*Z, C, s, s)"].n_bytes == seen[0].numel() * seen[0].element_size()
+    assert "2.5D network input (S*Z, C, s, s)" not in {
+        a.what.split(" = ")[0] for a in SlicePredictor(_BrightIsLV(), crop_size=128).memory_estimate(study)
+    }
+
+
 def test_context_slices_build_a_network_with_that_many_input_channels(tmp_path: Path) -> None:
     from cardiacseg.networks import get_network
 
