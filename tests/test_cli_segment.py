@@ -318,6 +318,74 @@ def test_batch_progress_lines_when_stderr_is_not_a_terminal(
     assert capsys.readouterr().err == ""  # --quiet
 
 
+def test_batch_reads_the_next_study_ahead_with_the_same_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read-ahead (issue 21) reads each unfinished study once, in its thread, and changes no result.
+
+    Reference: the same batch with ``prefetch=False`` (every study read in the main thread when its turn
+    comes). A corrupt file in the middle fails with the reader's error either way; a finished study is
+    never read.
+    """
+    import threading
+
+    from cardiacseg.io.discover import StudyInput
+
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    for seed in range(3):
+        study, _ = make_cine_phantom(4, 3, shape=(128, 128), spacing_mm=(8.0, 1.5, 1.5), seed=seed)
+        write_nifti(cohort / f"s{seed}.nii.gz", np.asarray(study.image), spacing_mm=study.spacing_mm)
+    (cohort / "s1b.nii.gz").write_bytes(b"not a NIfTI file")  # sorts between s1 and s2
+    reads: list[tuple[str, str]] = []
+    original = StudyInput.read
+
+    def read(self: StudyInput) -> object:
+        reads.append((self.name, threading.current_thread().name))
+        return original(self)
+
+    monkeypatch.setattr(StudyInput, "read", read)
+    ahead, plain = tmp_path / "ahead", tmp_path / "plain"
+    segment_batch([cohort / "s0.nii.gz"], ahead, _phantom_predictor(), progress=False, figures=False)
+    reads.clear()  # s0 is finished in `ahead`: the batch below must skip it without reading it
+    a = segment_batch([cohort], ahead, _phantom_predictor(), progress=False, figures=False)
+    assert sorted(name for name, _ in reads) == ["s1", "s1b", "s2"]  # each once, s0 not at all
+    assert {thread for _, thread in reads} == {"cardiacseg-read_0"}
+    reads.clear()
+    b = segment_batch([cohort], plain, _phantom_predictor(), progress=False, figures=False, prefetch=False)
+    assert sorted(name for name, _ in reads) == ["s0", "s1", "s1b", "s2"]
+    assert {thread for _, thread in reads} == {"MainThread"}
+    assert (a.done, a.skipped) == (["s1", "s2"], ["s0"]) and b.done == ["s0", "s1", "s2"]
+    assert a.failed == b.failed and list(a.failed) == ["s1b"] and "s1b.nii.gz" in a.failed["s1b"]
+    for name in ("s0", "s1", "s2"):
+        la = nib.load(str(ahead / name / "labels.nii.gz")).get_fdata()
+        lb = nib.load(str(plain / name / "labels.nii.gz")).get_fdata()
+        assert la.any() and np.array_equal(la, lb), name
+        ia = json.loads((ahead / name / "report.json").read_text())["indices"]
+        assert ia == json.loads((plain / name / "report.json").read_text())["indices"], name
+
+
+def test_figure_warm_up_runs_once_and_leaves_matplotlib_ready() -> None:
+    """In a fresh interpreter started like `segment`: one thread per process; then Agg is imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from cardiacseg._lean_import import import_monai_lean\n"
+        "import_monai_lean()  # as `cardiacseg segment` starts: MONAI does not import matplotlib\n"
+        "from cardiacseg.clinical.figures import warm_up_figures\n"
+        "assert 'matplotlib.backends.backend_agg' not in sys.modules\n"
+        "t = warm_up_figures()\n"
+        "assert warm_up_figures() is t\n"
+        "t.join()\n"
+        "assert 'matplotlib.backends.backend_agg' in sys.modules and not t.is_alive()\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

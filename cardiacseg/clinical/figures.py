@@ -6,6 +6,8 @@ Overlays and volume curves take an optional ``footer``: one small grey text line
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,10 +32,63 @@ __all__ = [
     "plot_overlay",
     "plot_volume_curve",
     "slice_positions",
+    "warm_up_figures",
 ]
 
 #: PNG encoder settings: fast zlib level (files about 1.3x larger, written about 4x faster).
 _PNG = {"compress_level": 1}
+
+_WARM_UP: threading.Thread | None = None
+_WARM_UP_LOCK = threading.Lock()
+
+
+def _render_once() -> None:
+    """Import matplotlib's Agg stack and render one text to PNG in memory (loads the font and encoder)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.lines import Line2D  # noqa: F401 (imported by the plots)
+
+    fig = Figure(figsize=(0.5, 0.5), dpi=20)
+    FigureCanvasAgg(fig)
+    fig.text(0.1, 0.1, "EF", fontproperties=FontProperties(size=_FOOTER_PT))
+    fig.savefig(io.BytesIO(), format="png", pil_kwargs=_PNG)
+
+
+def warm_up_figures() -> threading.Thread:
+    """Start importing and initialising matplotlib in a background thread, once per process.
+
+    ``cardiacseg segment`` draws its PNGs last; importing matplotlib, loading its font cache and the first
+    text rendering take about half a second before the first figure. Started before the network runs
+    (which releases the GIL inside torch), that time overlaps with the prediction (issue 21: overlap I/O
+    with compute). Drawing functions do not depend on it: call :meth:`threading.Thread.join` on the
+    returned thread before drawing so that two threads never use matplotlib at once.
+
+    Returns:
+        The warm-up thread (the same one on every call in a process; already finished after the first
+        study). A failure in the thread (e.g. matplotlib missing) is ignored here; drawing reports it.
+
+    Example:
+        >>> warm = warm_up_figures()
+        >>> warm.join()
+        >>> import sys; "matplotlib.backends.backend_agg" in sys.modules
+        True
+
+    """
+    global _WARM_UP
+    with _WARM_UP_LOCK:
+        if _WARM_UP is None:
+
+            def run() -> None:
+                with contextlib.suppress(Exception):  # drawing itself raises it, where it matters
+                    _render_once()
+
+            _WARM_UP = threading.Thread(target=run, name="cardiacseg-figures-warm-up", daemon=True)
+            _WARM_UP.start()
+        return _WARM_UP
+
 
 #: Contour colour of each structure.
 LABEL_COLOURS = {CardiacLabel.LV: "#ff3030", CardiacLabel.MYO: "#30ff30", CardiacLabel.RV: "#3080ff"}

@@ -19,13 +19,14 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from cardiacseg.clinical.figures import plot_overlay, plot_volume_curve
+from cardiacseg.clinical.figures import plot_overlay, plot_volume_curve, warm_up_figures
 from cardiacseg.clinical.html_report import write_html_report
 from cardiacseg.clinical.indices import CardiacIndices, compute_cardiac_indices, detect_ed_es
 from cardiacseg.clinical.qc import quality_flags, uncertainty_flags
@@ -239,6 +240,8 @@ def segment_study(
         for name in STUDY_OUTPUTS:
             if (out / name).exists():
                 raise FileExistsError(f"{out / name} exists; pass overwrite=True (--overwrite) to replace it")
+    if figures:
+        warm_up_figures()  # matplotlib's import and first render overlap with the network (issue 21)
     entropy: dict[int, float] = {}
     labels = _predict(predictor, study, report_progress, entropy)
     classes: dict[int, list[str]] = {}
@@ -426,6 +429,7 @@ def _write_outputs(
         )
     )
     if figures:
+        warm_up_figures().join()  # never draw while the warm-up thread uses matplotlib
         shown = study.with_labels(labels)
         shown = replace(shown, ed_phase=indices.ed_phase, es_phase=indices.es_phase)
         written.append(
@@ -825,6 +829,7 @@ def segment_batch(
     progress: bool = True,
     patients: Mapping[str, PatientInfo] | None = None,
     part: tuple[int, int] | None = None,
+    prefetch: bool = True,
     **kwargs: Any,
 ) -> BatchResult:
     """Segment many studies into ``output_dir/<study name>/``; finished studies are skipped.
@@ -848,6 +853,9 @@ def segment_batch(
             (Slurm arrays, several machines on one output folder). The part writes
             ``batch_summary_part<k>of<n>.csv/json`` instead of ``batch_summary.csv/json``, so parts never
             overwrite each other's summaries; :func:`merge_batch_parts` joins them.
+        prefetch: read the next unfinished study in a background thread while the current one is
+            predicted and written (issue 21: overlap I/O with compute; at most two studies in memory).
+            ``False`` reads each study when its turn comes.
         kwargs: passed to :func:`segment_study` (``slice_range``, ``figures``, ``slice_classifier``, ...).
 
     Returns:
@@ -867,28 +875,45 @@ def segment_batch(
     root.mkdir(parents=True, exist_ok=True)
     result = BatchResult()
     shown = _BatchProgress(len(studies), progress)
-    with shown.active():
-        for found in studies:
-            shown.start(found.name)
-            status, row = segment_one(
-                found,
-                root,
-                predictor,
-                overwrite,
-                (patients or {}).get(found.name, one_patient),
-                shown,
-                **kwargs,
-            )
-            result.rows.append(row)
-            if status == "done":
-                result.done.append(found.name)
-                shown.finish("done")
-            elif status == "skipped":
-                result.skipped.append(found.name)
-                shown.finish("skipped (finished earlier)")
-            else:
-                result.failed[found.name] = str(row["error"])
-                shown.finish(f"failed: {row['error']}")
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardiacseg-read") if prefetch else None
+    to_read = [i for i, f in enumerate(studies) if overwrite or not (root / f.name / "report.json").exists()]
+    reads: dict[int, Future[CineStudy]] = {}
+
+    def read_ahead(after: int) -> None:
+        """Start reading the first unfinished study after position ``after`` (one read in flight)."""
+        nxt = next((i for i in to_read if i > after), None)
+        if reader is not None and nxt is not None and nxt not in reads:
+            reads[nxt] = reader.submit(studies[nxt].read)
+
+    try:
+        with shown.active():
+            read_ahead(-1)
+            for i, found in enumerate(studies):
+                shown.start(found.name)
+                read_ahead(i)  # the next study is read while this one is predicted and written
+                status, row = segment_one(
+                    found,
+                    root,
+                    predictor,
+                    overwrite,
+                    (patients or {}).get(found.name, one_patient),
+                    shown,
+                    prefetched=reads.pop(i, None),
+                    **kwargs,
+                )
+                result.rows.append(row)
+                if status == "done":
+                    result.done.append(found.name)
+                    shown.finish("done")
+                elif status == "skipped":
+                    result.skipped.append(found.name)
+                    shown.finish("skipped (finished earlier)")
+                else:
+                    result.failed[found.name] = str(row["error"])
+                    shown.finish(f"failed: {row['error']}")
+    finally:
+        if reader is not None:  # an interrupted batch: drop reads not started, wait for the one running
+            reader.shutdown(wait=True, cancel_futures=True)
     write_batch_summary(root, summary_name, result.rows)
     return result
 
@@ -900,6 +925,7 @@ def segment_one(
     overwrite: bool,
     patient: PatientInfo | None,
     progress: StudyProgress | None = None,
+    prefetched: Future[CineStudy] | None = None,
     **kwargs: Any,
 ) -> tuple[str, dict[str, object]]:
     """Segment one study of a batch into ``root/<name>/`` the way :func:`segment_batch` does.
@@ -914,6 +940,8 @@ def segment_one(
         overwrite: re-segment a finished study (one whose ``report.json`` exists).
         patient: its body size, or None.
         progress: :data:`StudyProgress` callback, or None.
+        prefetched: the study being read already (:func:`segment_batch`'s read-ahead); its read error, if
+            any, is recorded as this study's failure exactly as if it were read here.
         kwargs: passed to :func:`segment_study`.
 
     Returns:
@@ -930,9 +958,13 @@ def segment_one(
     if earlier is not None:
         return "skipped", earlier
     try:
+        source: StudyInput | CineStudy = found
+        if prefetched is not None:
+            with stage("read"):  # waiting for the read-ahead, if it has not finished yet
+                source = prefetched.result()
         # outputs of an interrupted earlier attempt (no report.json) are incomplete: replace them
         report = segment_study(
-            found, out, predictor, overwrite=True, progress=progress, patient=patient, **kwargs
+            source, out, predictor, overwrite=True, progress=progress, patient=patient, **kwargs
         )
     except Exception as exc:
         msg = f"{type(exc).__name__}: {exc}"
