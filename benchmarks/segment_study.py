@@ -1,6 +1,6 @@
 """One whole cine study end to end: ``cardiacseg segment`` vs a plain MONAI pipeline with the same network.
 
-Usage: python benchmarks/segment_study.py [--study SCD0000101] [--repeats 3]
+Usage: python benchmarks/segment_study.py [--study SCD0000101] [--repeats 3] [--candidate BUNDLE]
 
 Study: the shared Sunnybrook SC-HF-I-1 cine DICOM folder (20 phases x 12 slices of 256 x 256). Both sides
 read it with cardiacseg's DICOM reader, segment every phase with the shipped weights, and write a label
@@ -65,7 +65,9 @@ def run_ours(study_name: str, kwargs: dict[str, object], out_dir: Path, t_spawn:
 
     t_imported = time.time()
     t0 = time.perf_counter()
-    predictor = SlicePredictor.from_bundle(shipped_bundle_path(), **kwargs)
+    kwargs = dict(kwargs)
+    bundle = Path(str(kwargs.pop("bundle"))) if "bundle" in kwargs else shipped_bundle_path()
+    predictor = SlicePredictor.from_bundle(bundle, **kwargs)
     model_s = time.perf_counter() - t0
     with record_stages() as times:
         t1 = time.perf_counter()
@@ -138,7 +140,13 @@ def _spawn(kind: str, study_name: str) -> dict[str, Any]:
     return dict(json.loads(line[len("RESULT ") :]))
 
 
-def _flop_floor(study_name: str) -> dict[str, float]:
+def _network_kwargs(bundle: Path) -> dict[str, Any]:
+    """The ``network_kwargs`` of a bundle's ``inference.json`` (e.g. a half-width U-Net's channels)."""
+    config = json.loads((bundle / "configs" / "inference.json").read_text())
+    return dict(config.get("network_kwargs", {}))
+
+
+def _flop_floor(study_name: str, candidate: Path | None = None) -> dict[str, float]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -156,8 +164,21 @@ def _flop_floor(study_name: str) -> dict[str, float]:
             with counter:
                 net(torch.zeros(1, 1, side, side))
             flops[side] = counter.get_total_flops() * n_slices
+        if candidate is not None:
+            slim = get_network("unet", 2, 1, 4, **_network_kwargs(candidate)).eval()
+            counter = FlopCounterMode(display=False)
+            with counter:
+                slim(torch.zeros(1, 1, 128, 128))
+            candidate_flops = counter.get_total_flops() * n_slices
     rate = dense_matmul_flops_per_s()
+    extra: dict[str, float] = {}
+    if candidate is not None:
+        extra = {
+            "gflops_candidate": candidate_flops / 1e9,
+            "floor_candidate_s": candidate_flops / rate,
+        }
     return {
+        **extra,
         "gflops_ours": flops[160] / 1e9,
         "gflops_fast": flops[128] / 1e9,
         "gflops_baseline": flops[256] / 1e9,
@@ -172,6 +193,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--study", default="SCD0000101")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--candidate",
+        type=Path,
+        help="a candidate bundle folder (e.g. a model v2 fold bundle): adds its --tta none rows (fp32, 128 and "
+        "160-px crops) and its defaults",
+    )
     parser.add_argument("--child")
     parser.add_argument("--t-spawn", type=float)
     args = parser.parse_args()
@@ -192,12 +219,22 @@ def main() -> None:
         'ours:{"tta": "none"}': "cardiacseg segment --tta none (fp32, 160-px crop)",
         "ours:{}": "cardiacseg segment (bundle defaults: flip TTA, fp32, 160-px crop)",
     }
-    runs: dict[str, list[dict[str, float]]] = {k: [] for k in configs}
+    if args.candidate is not None:
+        b = str(args.candidate.resolve())
+        label = f"candidate {args.candidate.parent.name}/{args.candidate.name}"
+        configs[
+            "ours:" + json.dumps({"bundle": b, "tta": "none", "crop_size": 128, "crop_fallback_size": 192})
+        ] = f"{label} --tta none --crop-size 128 (fp32)"
+        configs["ours:" + json.dumps({"bundle": b, "tta": "none"})] = (
+            f"{label} --tta none (fp32, 160-px crop)"
+        )
+        configs["ours:" + json.dumps({"bundle": b})] = f"{label} (its defaults)"
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in configs}
     for _ in range(args.repeats):  # interleaved, best of N
         for kind in runs:
             runs[kind].append(_spawn(kind, args.study))
     best = {k: min(v, key=lambda r: r["seconds"]) for k, v in runs.items()}
-    floor = _flop_floor(args.study)
+    floor = _flop_floor(args.study, args.candidate)
     base = best["baseline"]["seconds"]
     lines = [
         f"# Whole-study segmentation benchmark ({args.study}, 20 phases x 12 slices, 256 x 256)",
@@ -243,6 +280,15 @@ def main() -> None:
         f"256 x 256 slices (baseline). This CPU's dense fp32 matmul rate: {floor['cpu_gflops_per_s']:.0f} "
         f"GFLOP/s, so the fp32 FLOP-bound network time is {floor['floor_fast_s']:.1f} s (128), "
         f"{floor['floor_ours_s']:.1f} s (160) and {floor['floor_baseline_s']:.1f} s (baseline).",
+        *(
+            [
+                "",
+                f"The candidate's network: {floor['gflops_candidate']:.0f} GFLOP on 128 x 128 crops, fp32 "
+                f"FLOP-bound time {floor['floor_candidate_s']:.1f} s.",
+            ]
+            if "gflops_candidate" in floor
+            else []
+        ),
         "",
         "The end-to-end times include reading the 240 DICOM files, writing the NIfTI and (ours) the report "
         "and the two PNGs.",
