@@ -27,6 +27,10 @@ Usage::
     python benchmarks/model_cv.py train --recipe v1 --folds 1 2 3 4 [--out ../runs/model_cv]
     python benchmarks/model_cv.py evaluate --recipe v1 [--folds ...]
     python benchmarks/model_cv.py report --recipes v1 v2
+    python benchmarks/model_cv.py train --recipe v2a --all   # the model that ships: all 75 patients
+
+``train --all`` trains the recipe on all 75 patients (``OUT/<recipe>/all/``), the same way and with the same
+epochs as a fold: what ships once the folds have chosen the recipe.
 """
 
 from __future__ import annotations
@@ -97,9 +101,20 @@ def folds() -> list[tuple[list[str], list[str]]]:
     return kfold_patients(list_ssl4mis_patients(ACDC), N_FOLDS, SEED, acdc_group)
 
 
+#: Fold id of the final training on all 75 patients (the model that ships; nothing is held out).
+ALL = -1
+
+
 def fold_dir(out: Path, recipe: str, fold: int) -> Path:
-    """``OUT/<recipe>/fold<k>``."""
-    return out / recipe / f"fold{fold}"
+    """``OUT/<recipe>/fold<k>``, or ``OUT/<recipe>/all`` for :data:`ALL`."""
+    return out / recipe / ("all" if fold == ALL else f"fold{fold}")
+
+
+def fold_patients(fold: int) -> tuple[list[str], list[str]]:
+    """``(train, validation)`` patients of a fold; :data:`ALL`: every patient, no validation."""
+    if fold == ALL:
+        return list_ssl4mis_patients(ACDC), []
+    return folds()[fold]
 
 
 def train_fold(out: Path, recipe: str, fold: int) -> dict[str, Any]:
@@ -110,11 +125,11 @@ def train_fold(out: Path, recipe: str, fold: int) -> dict[str, Any]:
     folder = fold_dir(out, recipe, fold)
     record_file = folder / "fold.json"
     if record_file.is_file():
-        print(f"{recipe} fold {fold}: finished earlier, skipped", flush=True)
+        print(f"{recipe} {folder.name}: finished earlier, skipped", flush=True)
         return dict(json.loads(record_file.read_text()))
     shipped = shipped_bundle_path()
     make_bundle(shipped, folder, RECIPES[recipe]["inference"])
-    train_patients, val_patients = folds()[fold]
+    train_patients, val_patients = fold_patients(fold)
     overrides = dict(RECIPES[recipe]["training"])
     epochs = int(overrides.pop("epochs", 100))
     ckpt = folder / "train"
@@ -127,7 +142,7 @@ def train_fold(out: Path, recipe: str, fold: int) -> dict[str, Any]:
         mlflow_tracking=False,
         seed=SEED,
         train_patients=train_patients,
-        val_patients=val_patients[:1],  # built but never run
+        val_patients=(val_patients or train_patients)[:1],  # built but never run
         **overrides,
     )
     network = wf.parser.get_parsed_content("network")
@@ -149,7 +164,7 @@ def train_fold(out: Path, recipe: str, fold: int) -> dict[str, Any]:
         "cpu": f"{cpu_model()} ({cpu_bf16_flags()})",
     }
     record_file.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"{recipe} fold {fold}: done, last run {seconds:.0f} s", flush=True)
+    print(f"{recipe} {folder.name}: done, last run {seconds:.0f} s", flush=True)
     return record
 
 
@@ -178,6 +193,8 @@ def evaluate_fold(out: Path, recipe: str, fold: int, sunnybrook: bool = True, tt
     from cardiacseg.workflows.bundle_evaluation import evaluate_ssl4mis, evaluate_sunnybrook
     from cardiacseg.workflows.evaluate import write_comparison
 
+    if not 0 <= fold < N_FOLDS:
+        raise ValueError(f"fold {fold}: only folds 0-{N_FOLDS - 1} have held-out patients to score")
     _, val_patients = folds()[fold]
     predictor = SlicePredictor.from_bundle(model_folder(out, recipe, fold), **({"tta": tta} if tta else {}))
     target = fold_dir(out, recipe, fold) / ("eval" if tta is None else f"eval-tta-{tta}")
@@ -433,6 +450,9 @@ def main() -> None:
     parser.add_argument("--recipe", default="v1", choices=[*RECIPES, "shipped"])
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
     parser.add_argument("--folds", nargs="*", type=int, default=list(range(N_FOLDS)))
+    parser.add_argument(
+        "--all", action="store_true", help="train: on all 75 patients (the shipping model), not on folds"
+    )
     parser.add_argument("--no-sunnybrook", action="store_true", help="evaluate: ACDC folds only")
     parser.add_argument(
         "--tta", choices=("none", "flip", "flip_rot90"), help="evaluate: replace the bundle's TTA"
@@ -440,7 +460,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO.parent / "runs" / "model_cv")
     args = parser.parse_args()
     if args.command == "train":
-        for k in args.folds:
+        for k in [ALL] if args.all else args.folds:
             train_fold(args.out, args.recipe, k)
     elif args.command == "evaluate":
         for k in args.folds:
