@@ -27,6 +27,7 @@ Usage::
     python benchmarks/model_cv.py train --recipe v1 --folds 1 2 3 4 [--out ../runs/model_cv]
     python benchmarks/model_cv.py evaluate --recipe v1 [--folds ...]
     python benchmarks/model_cv.py report --recipes v1 v2
+    python benchmarks/model_cv.py postprocessing --recipe v2a   # chosen out of fold (nnU-Net's rule)
     python benchmarks/model_cv.py train --recipe v2a --all   # the model that ships: all 75 patients
 
 ``train --all`` trains the recipe on all 75 patients (``OUT/<recipe>/all/``), the same way and with the same
@@ -184,10 +185,14 @@ def model_folder(out: Path, recipe: str, fold: int) -> Path:
     return folder
 
 
-def evaluate_fold(out: Path, recipe: str, fold: int, sunnybrook: bool = True, tta: str | None = None) -> Path:
+def evaluate_fold(
+    out: Path, recipe: str, fold: int, sunnybrook: bool = True, tta: str | None = None, oof_pp: bool = False
+) -> Path:
     """Score a fold's model on its 15 validation patients (and the two Sunnybrook studies); return the folder.
 
     ``tta`` replaces the bundle's test-time augmentation; the rows then go to ``eval-tta-<mode>/``.
+    ``oof_pp`` replaces the bundle's post-processing by the steps chosen on the other folds
+    (``postprocessing`` command, ``OUT/<recipe>/postprocessing_oof.json``); the rows go to ``eval[...]-pp-oof/``.
     """
     from cardiacseg.inferers import SlicePredictor
     from cardiacseg.workflows.bundle_evaluation import evaluate_ssl4mis, evaluate_sunnybrook
@@ -197,7 +202,18 @@ def evaluate_fold(out: Path, recipe: str, fold: int, sunnybrook: bool = True, tt
         raise ValueError(f"fold {fold}: only folds 0-{N_FOLDS - 1} have held-out patients to score")
     _, val_patients = folds()[fold]
     predictor = SlicePredictor.from_bundle(model_folder(out, recipe, fold), **({"tta": tta} if tta else {}))
-    target = fold_dir(out, recipe, fold) / ("eval" if tta is None else f"eval-tta-{tta}")
+    name = "eval" + (f"-tta-{tta}" if tta else "")
+    if oof_pp:
+        from cardiacseg.postprocess import PostProcessor
+
+        chosen = json.loads((out / recipe / "postprocessing_oof.json").read_text())["folds"]
+        if str(fold) not in chosen:
+            raise ValueError(
+                f"fold {fold}: not in {out / recipe / 'postprocessing_oof.json'}; rerun postprocessing"
+            )
+        predictor.postprocess = PostProcessor(chosen[str(fold)]["steps_chosen_on_other_folds"])
+        name += "-pp-oof"
+    target = fold_dir(out, recipe, fold) / name
     start = time.perf_counter()
     write_comparison(evaluate_ssl4mis(predictor, ACDC, val_patients), target / "acdc", overwrite=True)
     if sunnybrook:
@@ -206,10 +222,94 @@ def evaluate_fold(out: Path, recipe: str, fold: int, sunnybrook: bool = True, tt
             target / "sunnybrook",
             overwrite=True,
         )
-    info = {"seconds": round(time.perf_counter() - start, 1), "tta": predictor.tta}
+    steps = list(predictor.postprocess.steps) if predictor.postprocess is not None else []
+    info = {"seconds": round(time.perf_counter() - start, 1), "tta": predictor.tta, "postprocessing": steps}
     (target / "eval.json").write_text(json.dumps(info, indent=1) + "\n")
     print(f"{recipe} fold {fold}: evaluated in {info['seconds']} s", flush=True)
     return target
+
+
+def raw_predictions(out: Path, recipe: str, fold: int) -> dict[str, Any]:
+    """ED and ES label maps of a fold's 15 patients with the bundle's inference but no post-processing.
+
+    Cached in ``OUT/<recipe>/fold<k>/raw_predictions.npz`` (keys ``<patient>_ed``/``_es``): the input of the
+    out-of-fold post-processing choice (:func:`oof_postprocessing`).
+    """
+    import numpy as np
+
+    from cardiacseg.inferers import SlicePredictor
+    from cardiacseg.io.ssl4mis import read_ssl4mis_study
+
+    cache = fold_dir(out, recipe, fold) / "raw_predictions.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            return {k: z[k] for k in z.files}
+    predictor = SlicePredictor.from_bundle(model_folder(out, recipe, fold))
+    predictor.postprocess = None
+    arrays: dict[str, Any] = {}
+    for pid in folds()[fold][1]:
+        study = read_ssl4mis_study(ACDC, pid)
+        assert study.ed_phase is not None and study.es_phase is not None
+        pred = predictor.predict(study, [study.ed_phase, study.es_phase])
+        arrays[f"{pid}_ed"], arrays[f"{pid}_es"] = pred[study.ed_phase], pred[study.es_phase]
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(cache)
+    print(f"{recipe} fold {fold}: raw predictions cached", flush=True)
+    return arrays
+
+
+def oof_postprocessing(out: Path, recipe: str, fold_ids: list[int]) -> dict[str, Any]:
+    """Choose post-processing on out-of-fold predictions, never on the patients it is scored on.
+
+    For each fold k, the steps are chosen (:func:`cardiacseg.postprocess.select_postprocessing`, nnU-Net's
+    greedy rule) on the raw predictions of the *other* folds and scored on fold k, beside no post-processing
+    and the v1 bundle's steps (chosen on fold 0's patients with the v1 model). The steps chosen on all the
+    folds' predictions are the ones to ship with the recipe. Writes ``OUT/<recipe>/postprocessing_oof.json``.
+    """
+    import numpy as np
+
+    from cardiacseg.enums import CardiacLabel
+    from cardiacseg.io.ssl4mis import read_ssl4mis_study
+    from cardiacseg.metrics import dice_score
+    from cardiacseg.postprocess import PostprocessingChoice, PostProcessor, select_postprocessing
+
+    cases: dict[int, list[tuple[Any, Any]]] = {}
+    for k in fold_ids:
+        raw = raw_predictions(out, recipe, k)
+        cases[k] = []
+        for pid in folds()[k][1]:
+            study = read_ssl4mis_study(ACDC, pid)
+            assert study.labels is not None and study.ed_phase is not None and study.es_phase is not None
+            cases[k] += [(raw[f"{pid}_ed"], study.labels[study.ed_phase])]
+            cases[k] += [(raw[f"{pid}_es"], study.labels[study.es_phase])]
+
+    def score(pairs: list[tuple[Any, Any]], steps: list[str]) -> dict[str, float]:
+        pp = PostProcessor(steps)
+        dice: dict[str, list[float]] = {c: [] for c in CLASSES}
+        for pred, ref in pairs:
+            q = pp(pred, None)
+            for c, value in zip(CLASSES, (CardiacLabel.LV, CardiacLabel.MYO, CardiacLabel.RV), strict=True):
+                if (ref == value).any():
+                    dice[c].append(dice_score(q == value, ref == value))
+        return {c: float(np.mean(v)) for c, v in dice.items()}
+
+    v1_steps = PostprocessingChoice.load_steps(shipped_bundle_path() / "configs" / "postprocessing.json")
+    result: dict[str, Any] = {"recipe": recipe, "v1_steps": v1_steps, "folds": {}}
+    for k in fold_ids:
+        others = [pair for j in fold_ids if j != k for pair in cases[j]]
+        steps = select_postprocessing([p for p, _ in others], [r for _, r in others]).steps if others else []
+        result["folds"][k] = {
+            "steps_chosen_on_other_folds": steps,
+            "none": score(cases[k], []),
+            "v1_steps": score(cases[k], v1_steps),
+            "oof_steps": score(cases[k], steps),
+        }
+    every = [pair for k in fold_ids for pair in cases[k]]
+    result["steps_to_ship"] = select_postprocessing([p for p, _ in every], [r for _, r in every]).steps
+    (out / recipe / "postprocessing_oof.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    return result
 
 
 def _read_csv(path: Path) -> list[dict[str, Any]]:
@@ -446,7 +546,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=("train", "evaluate", "report"))
+    parser.add_argument("command", choices=("train", "evaluate", "postprocessing", "report"))
     parser.add_argument("--recipe", default="v1", choices=[*RECIPES, "shipped"])
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
     parser.add_argument("--folds", nargs="*", type=int, default=list(range(N_FOLDS)))
@@ -457,6 +557,11 @@ def main() -> None:
     parser.add_argument(
         "--tta", choices=("none", "flip", "flip_rot90"), help="evaluate: replace the bundle's TTA"
     )
+    parser.add_argument(
+        "--oof-postprocessing",
+        action="store_true",
+        help="evaluate: with the post-processing chosen on the other folds (run postprocessing first)",
+    )
     parser.add_argument("--out", type=Path, default=REPO.parent / "runs" / "model_cv")
     args = parser.parse_args()
     if args.command == "train":
@@ -464,7 +569,9 @@ def main() -> None:
             train_fold(args.out, args.recipe, k)
     elif args.command == "evaluate":
         for k in args.folds:
-            evaluate_fold(args.out, args.recipe, k, sunnybrook=not args.no_sunnybrook, tta=args.tta)
+            evaluate_fold(args.out, args.recipe, k, not args.no_sunnybrook, args.tta, args.oof_postprocessing)
+    elif args.command == "postprocessing":
+        oof_postprocessing(args.out, args.recipe, args.folds)
     else:
         report(args.out, args.recipes, args.folds)
 

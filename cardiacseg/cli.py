@@ -694,8 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seg.add_argument(
         "--postprocess",
-        help="comma-separated steps (fill_holes, lcc_volume, lcc_slice, rv_without_lv, rv_far_from_lv) or "
-        "'none' (default: the steps chosen on validation data, recorded in the bundle)",
+        help="comma-separated steps (fill_holes, lcc_volume, lcc_slice, lcc_volume_lv, lcc_volume_myo, "
+        "lcc_volume_rv, rv_without_lv, rv_far_from_lv) or 'none' (default: the steps chosen on validation "
+        "data, recorded in the bundle)",
     )
     seg.add_argument(
         "--slice-range",

@@ -6,6 +6,7 @@ from cardiacseg.postprocess.steps import (
     fill_holes,
     keep_largest_component_slice,
     keep_largest_component_volume,
+    keep_largest_component_volume_of,
     remove_rv_far_from_lv,
     remove_rv_without_lv,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "fill_holes",
     "keep_largest_component_slice",
     "keep_largest_component_volume",
+    "keep_largest_component_volume_of",
     "remove_rv_far_from_lv",
     "remove_rv_without_lv",
     "select_postprocessing",

@@ -21,6 +21,7 @@ __all__ = [
     "foreground_box",
     "keep_largest_component_slice",
     "keep_largest_component_volume",
+    "keep_largest_component_volume_of",
     "remove_rv_far_from_lv",
     "remove_rv_without_lv",
 ]
@@ -64,9 +65,11 @@ def _check(labels: LabelArray) -> LabelArray:
     return arr.astype(np.uint8, copy=True)
 
 
-def _keep_largest(arr: LabelArray, structure: np.ndarray) -> LabelArray:
-    """Keep the largest connected component of each structure (scipy labelling, in place)."""
-    for value in map(int, STRUCTURES):
+def _keep_largest(
+    arr: LabelArray, structure: np.ndarray, values: Sequence[int] = tuple(map(int, STRUCTURES))
+) -> LabelArray:
+    """Keep the largest connected component of each structure in ``values`` (scipy labelling, in place)."""
+    for value in values:
         mask = arr == value
         if not mask.any():
             continue
@@ -102,6 +105,41 @@ def keep_largest_component_volume(
 
     """
     return _keep_largest(_check(labels), np.ones((3, 3, 3), bool))
+
+
+Step = Callable[[LabelArray, Sequence[float] | None], LabelArray]
+
+
+def keep_largest_component_volume_of(label: CardiacLabel) -> Step:
+    """Make the step that keeps the largest 3D connected component (26-connectivity) of one structure.
+
+    nnU-Net v2's post-processing decides "keep the largest component" per class as well as for all classes
+    (``nnunetv2.postprocessing.remove_connected_components.determine_postprocessing``): a basal RV that
+    the model splits in two, for example, may rule out the all-structures step while LV and MYO still gain
+    from it. These are the steps ``lcc_volume_lv``, ``lcc_volume_myo`` and ``lcc_volume_rv`` of
+    :data:`STEPS`; other structures are left as they are.
+
+    Args:
+        label: the structure.
+
+    Returns:
+        A step ``(labels (Z, Y, X), spacing_mm) -> new label map``; it raises ValueError for a label map
+        that is not 3D.
+
+    Example:
+        >>> lab = np.zeros((3, 8, 8), np.uint8); lab[0, :2, :2] = 1; lab[:, 4:, 4:] = 1; lab[2, :2, :2] = 3
+        >>> out = keep_largest_component_volume_of(CardiacLabel.LV)(lab, None)
+        >>> int(out[0, 0, 0]), int(out[2, 0, 0])
+        (0, 3)
+
+    """
+
+    def step(labels: LabelArray, spacing_mm: Sequence[float] | None = None) -> LabelArray:
+        return _keep_largest(_check(labels), np.ones((3, 3, 3), bool), (int(label),))
+
+    step.__name__ = f"keep_largest_component_volume_{label.name.lower()}"
+    step.__doc__ = f"Keep the largest 3D connected component of the {label.name} only."
+    return step
 
 
 def keep_largest_component_slice(labels: LabelArray, spacing_mm: Sequence[float] | None = None) -> LabelArray:
@@ -233,10 +271,13 @@ def fill_holes(labels: LabelArray, spacing_mm: Sequence[float] | None = None) ->
 
 
 #: Step name -> function ``(labels, spacing_mm) -> labels``, in the order they are applied.
-STEPS: dict[str, Callable[[LabelArray, Sequence[float] | None], LabelArray]] = {
+STEPS: dict[str, Step] = {
     "fill_holes": fill_holes,
     "lcc_volume": keep_largest_component_volume,
     "lcc_slice": keep_largest_component_slice,
+    "lcc_volume_lv": keep_largest_component_volume_of(CardiacLabel.LV),
+    "lcc_volume_myo": keep_largest_component_volume_of(CardiacLabel.MYO),
+    "lcc_volume_rv": keep_largest_component_volume_of(CardiacLabel.RV),
     "rv_without_lv": remove_rv_without_lv,
     "rv_far_from_lv": remove_rv_far_from_lv,
 }

@@ -144,3 +144,24 @@ def test_postprocessor_box_equals_steps_on_the_whole_matrix() -> None:
             direct = STEPS[name](direct, (8.0, 1.5, 1.5))
         np.testing.assert_array_equal(pp(lab, (8.0, 1.5, 1.5)), direct)
     assert not PostProcessor(list(STEPS))(np.zeros((2, 8, 8), np.uint8)).any()
+
+
+def test_per_structure_lcc_is_chosen_where_the_all_structures_step_would_cut_a_true_rv() -> None:
+    """nnU-Net v2 decides largest-component removal per class too: here lcc_volume would remove half of a
+    reference RV that is split in 3D (slice 2 has none), so only the LV's own step removes the false LV."""
+    ref = _heart()
+    ref[0][(ref[0] == LV) | (ref[0] == MYO)] = 0  # slice 0: beyond the apex, RV only
+    ref[2][ref[2] == RV] = 0  # the RV in two 3D components: slices 0-1 and 3-4
+    pred = ref.copy()
+    pred[0, 50:56, 50:56] = LV  # a false LV, the only LV on its slice, far from the heart in 3D
+    out = STEPS["lcc_volume_lv"](pred, None)
+    np.testing.assert_array_equal(out, ref)  # exactly the reference: the blob and nothing else removed
+    assert (STEPS["lcc_volume"](pred, None) == RV).sum() == (ref == RV).sum() // 2  # half the true RV lost
+    rv_only, every = STEPS["lcc_volume_rv"](ref, None), STEPS["lcc_volume"](ref, None)
+    np.testing.assert_array_equal(rv_only == RV, every == RV)  # the RV step is lcc_volume's RV part
+    np.testing.assert_array_equal(rv_only[ref != RV], ref[ref != RV])  # and touches nothing else
+    choice = select_postprocessing([pred], [ref], [(10.0, 1.0, 1.0)])
+    assert choice.steps == ["lcc_volume_lv"]
+    assert choice.baseline["lv"] < 1.0
+    kept = next(t for t in choice.trials if t["step"] == "lcc_volume_lv")
+    assert kept["dice"] == {"lv": 1.0, "myo": 1.0, "rv": 1.0}
