@@ -45,3 +45,26 @@ def dense_matmul_flops_per_s(side: int = 2048, repeats: int = 5) -> float:
     for _ in range(repeats):
         a @ a
     return repeats * 2 * side**3 / (time.perf_counter() - start)
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """``(steal, total)`` CPU ticks of all CPUs since boot, from the ``cpu`` line of /proc/stat ((0, 0) if
+    unreadable). On a virtual machine, steal is time the host gave this guest's virtual CPUs to others."""
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("cpu "):
+                fields = [int(v) for v in line.split()[1:]]
+                steal = fields[7] if len(fields) > 7 else 0
+                return steal, sum(fields[:8])
+    except (OSError, ValueError):
+        pass
+    return 0, 0
+
+
+def steal_share(start: tuple[int, int], end: tuple[int, int]) -> float:
+    """Share of CPU time stolen by the host between two :func:`cpu_ticks` readings (0-1; nan if unknown).
+
+    Seconds measured while a large share is stolen are slower than the machine is: say so beside them.
+    """
+    total = end[1] - start[1]
+    return (end[0] - start[0]) / total if total > 0 else float("nan")

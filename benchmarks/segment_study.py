@@ -37,7 +37,13 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "sunnybrook"
 CONTOURS = {"SCD0000101": "SC-HF-I-1", "SCD0000201": "SC-HF-I-2"}
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpu_bf16_flags, cpu_model, dense_matmul_flops_per_s  # noqa: E402
+from _machine import (  # noqa: E402
+    cpu_bf16_flags,
+    cpu_model,
+    cpu_ticks,
+    dense_matmul_flops_per_s,
+    steal_share,
+)
 
 
 def _dice_vs_expert(study_name: str, labels: dict[int, np.ndarray]) -> dict[str, float]:
@@ -229,11 +235,13 @@ def main() -> None:
             f"{label} --tta none (fp32, 160-px crop)"
         )
         configs["ours:" + json.dumps({"bundle": b})] = f"{label} (its defaults)"
+    ticks = cpu_ticks()
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in configs}
     for _ in range(args.repeats):  # interleaved, best of N
         for kind in runs:
             runs[kind].append(_spawn(kind, args.study))
     best = {k: min(v, key=lambda r: r["seconds"]) for k, v in runs.items()}
+    steal = steal_share(ticks, cpu_ticks())
     floor = _flop_floor(args.study, args.candidate)
     base = best["baseline"]["seconds"]
     lines = [
@@ -241,7 +249,9 @@ def main() -> None:
         "",
         f"On {cpu_model()} ({cpu_bf16_flags()}), 2 cores. Best of {args.repeats} runs each, interleaved, "
         "2 torch threads, each in its own process, timed from process start (interpreter, imports, model "
-        "loading included) to the outputs written, as a user waits.",
+        f"loading included) to the outputs written, as a user waits. CPU steal while the runs ran (time the "
+        f"host gave this virtual machine's CPUs to others, /proc/stat): {100 * steal:.0f} %; seconds measured "
+        "under steal are slower than the machine is, the ratios between rows less so.",
         "",
         "| pipeline | seconds | speed-up vs baseline | LV Dice ED | LV Dice ES | peak RSS (MB) |",
         "|---|---|---|---|---|---|",
