@@ -267,12 +267,8 @@ def oof_postprocessing(out: Path, recipe: str, fold_ids: list[int]) -> dict[str,
     and the v1 bundle's steps (chosen on fold 0's patients with the v1 model). The steps chosen on all the
     folds' predictions are the ones to ship with the recipe. Writes ``OUT/<recipe>/postprocessing_oof.json``.
     """
-    import numpy as np
-
-    from cardiacseg.enums import CardiacLabel
     from cardiacseg.io.ssl4mis import read_ssl4mis_study
-    from cardiacseg.metrics import dice_score
-    from cardiacseg.postprocess import PostprocessingChoice, PostProcessor, select_postprocessing
+    from cardiacseg.postprocess import PostprocessingChoice, postprocessed_dice, select_postprocessing
 
     cases: dict[int, list[tuple[Any, Any]]] = {}
     for k in fold_ids:
@@ -285,14 +281,7 @@ def oof_postprocessing(out: Path, recipe: str, fold_ids: list[int]) -> dict[str,
             cases[k] += [(raw[f"{pid}_es"], study.labels[study.es_phase])]
 
     def score(pairs: list[tuple[Any, Any]], steps: list[str]) -> dict[str, float]:
-        pp = PostProcessor(steps)
-        dice: dict[str, list[float]] = {c: [] for c in CLASSES}
-        for pred, ref in pairs:
-            q = pp(pred, None)
-            for c, value in zip(CLASSES, (CardiacLabel.LV, CardiacLabel.MYO, CardiacLabel.RV), strict=True):
-                if (ref == value).any():
-                    dice[c].append(dice_score(q == value, ref == value))
-        return {c: float(np.mean(v)) for c, v in dice.items()}
+        return postprocessed_dice([p for p, _ in pairs], [r for _, r in pairs], steps)
 
     v1_steps = PostprocessingChoice.load_steps(shipped_bundle_path() / "configs" / "postprocessing.json")
     result: dict[str, Any] = {"recipe": recipe, "v1_steps": v1_steps, "folds": {}}

@@ -15,7 +15,7 @@ from cardiacseg.postprocess.steps import STEPS, foreground_box
 from cardiacseg.typing import LabelArray, PathLike
 from cardiacseg.utils.atomic import atomic_write_text
 
-__all__ = ["PostProcessor", "PostprocessingChoice", "select_postprocessing"]
+__all__ = ["PostProcessor", "PostprocessingChoice", "postprocessed_dice", "select_postprocessing"]
 
 _CLASSES = {s.key: s for s in STRUCTURES}
 
@@ -131,14 +131,43 @@ class PostprocessingChoice:
         return [str(s) for s in data["steps"]]
 
 
-def _mean_dice(
+def postprocessed_dice(
     preds: Sequence[LabelArray],
     refs: Sequence[LabelArray],
-    spacings: Sequence[Sequence[float] | None],
-    pp: PostProcessor,
+    steps: Sequence[str] = (),
+    spacings: Sequence[Sequence[float] | None] | None = None,
 ) -> dict[str, float]:
+    """Mean Dice per structure of the predictions after the post-processing ``steps``.
+
+    The measure :func:`select_postprocessing` decides with: per case and structure, the Dice of the
+    post-processed ``(Z, Y, X)`` prediction against the reference; a case counts for a structure only when
+    its reference has that structure.
+
+    Args:
+        preds: predicted ``(Z, Y, X)`` label maps (internal labels).
+        refs: reference label maps, same order and shapes.
+        steps: step names from :data:`~cardiacseg.postprocess.steps.STEPS` (applied in canonical order).
+        spacings: ``(z, y, x)`` spacing of each case (default: unknown for all).
+
+    Returns:
+        ``{"lv": ..., "myo": ..., "rv": ...}`` (nan for a structure no reference has).
+
+    Raises:
+        ValueError: lengths differ, or an unknown step.
+
+    Example:
+        >>> ref = np.zeros((1, 8, 8), np.uint8); ref[0, 2:6, 2:6] = 1
+        >>> pred = ref.copy(); pred[0, 0, 7] = 1
+        >>> round(postprocessed_dice([pred], [ref])["lv"], 3)  # 2 * 16 / (17 + 16)
+        0.97
+        >>> postprocessed_dice([pred], [ref], ["lcc_slice"])["lv"]
+        1.0
+
+    """
+    pp = PostProcessor(steps)
+    sp: Sequence[Sequence[float] | None] = spacings if spacings is not None else [None] * len(preds)
     scores: dict[str, list[float]] = {k: [] for k in _CLASSES}
-    for p, r, s in zip(preds, refs, spacings, strict=True):
+    for p, r, s in zip(preds, refs, sp, strict=True):
         q = pp(p, s)
         for name, value in _CLASSES.items():
             if (r == value).any():
@@ -190,11 +219,11 @@ def select_postprocessing(
         )
     sp: Sequence[Sequence[float] | None] = spacings if spacings is not None else [None] * len(preds)
     kept: list[str] = []
-    current = _mean_dice(preds, refs, sp, PostProcessor())
+    current = postprocessed_dice(preds, refs, [], sp)
     baseline = dict(current)
     trials: list[dict[str, object]] = []
     for step in [s for s in STEPS if s in candidates]:
-        trial = _mean_dice(preds, refs, sp, PostProcessor([*kept, step]))
+        trial = postprocessed_dice(preds, refs, [*kept, step], sp)
         gain = _fg(trial) - _fg(current)
         worst = min((trial[k] - current[k] for k in trial if not np.isnan(trial[k])), default=0.0)
         keep = gain > tolerance and worst >= -tolerance
