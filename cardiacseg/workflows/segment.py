@@ -876,7 +876,7 @@ def segment_batch(
     result = BatchResult()
     shown = _BatchProgress(len(studies), progress)
     reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardiacseg-read") if prefetch else None
-    to_read = [i for i, f in enumerate(studies) if overwrite or not (root / f.name / "report.json").exists()]
+    to_read = [i for i, f in enumerate(studies) if overwrite or not _report_file(root, f).exists()]
     reads: dict[int, Future[CineStudy]] = {}
 
     def read_ahead(after: int) -> None:
@@ -976,6 +976,11 @@ def segment_one(
     return "done", _summary_row(name, path, "done", report)
 
 
+def _report_file(root: Path, found: StudyInput) -> Path:
+    """Return a batch study's ``report.json``: written last, so its presence marks the study finished."""
+    return root / found.name / "report.json"
+
+
 def finished_row(
     found: StudyInput, root: Path, patient: PatientInfo | None = None
 ) -> dict[str, object] | None:
@@ -994,7 +999,7 @@ def finished_row(
         True
 
     """
-    report_file = root / found.name / "report.json"
+    report_file = _report_file(root, found)
     if not report_file.exists():
         return None
     earlier = json.loads(report_file.read_text())
