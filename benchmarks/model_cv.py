@@ -54,6 +54,7 @@ OUT_DOCS = REPO / "docs" / "benchmarks"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bundles import make_bundle, save_trained_weights  # noqa: E402
 from _machine import cpu_bf16_flags, cpu_model  # noqa: E402
+from _stats import bootstrap_mean_ci  # noqa: E402
 
 N_FOLDS = 5
 SEED = 0
@@ -388,14 +389,8 @@ def paired_difference(
     d = d[np.isfinite(d)]
     if d.size == 0:
         return {"n": 0.0, "mean": float("nan"), "low": float("nan"), "high": float("nan")}
-    rng = np.random.default_rng(0)
-    means = rng.choice(d, size=(boot, d.size), replace=True).mean(axis=1)
-    return {
-        "n": float(d.size),
-        "mean": float(d.mean()),
-        "low": float(np.percentile(means, 2.5)),
-        "high": float(np.percentile(means, 97.5)),
-    }
+    low, high = bootstrap_mean_ci(d, np.random.default_rng(0), boot)
+    return {"n": float(d.size), "mean": float(d.mean()), "low": low, "high": high}
 
 
 def sunnybrook_rows(out: Path, recipe: str, fold_ids: list[int]) -> list[dict[str, Any]]:

@@ -42,6 +42,7 @@ OUT = REPO / "docs" / "benchmarks"
 IMAGES = REPO / "docs" / "images"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import cpu_bf16_flags, cpu_model  # noqa: E402
+from _stats import bootstrap_mean_ci  # noqa: E402
 
 #: Severity levels: (largest displacement in pixels, fraction of phase-encode lines moved); 4 respiratory
 #: positions, 8 % central k-space lines kept. Level 0 is the clean image.
@@ -145,8 +146,7 @@ def compare(rows: list[dict[str, Any]], reference: str, boot: int = 2000) -> lis
         for level in range(len(LEVELS)):
             a, b = per_patient(name, level), per_patient(reference, level)
             diff = np.array([a[p] - b[p] for p in sorted(a)])
-            means = diff[rng.integers(0, len(diff), size=(boot, len(diff)))].mean(axis=1)
-            low, high = np.percentile(means, [2.5, 97.5])
+            low, high = bootstrap_mean_ci(diff, rng, boot)
             result.append(
                 {"model": name, "level": level, "delta_mean_dice": float(diff.mean()), "ci95": [low, high]}
             )
