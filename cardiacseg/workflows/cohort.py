@@ -34,7 +34,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -229,21 +229,21 @@ def segment_cohort(
     root.mkdir(parents=True, exist_ok=True)
     patient_of = {s.name: (patients or {}).get(s.name, one_patient) for s in studies}
     manifest = _Manifest(root / MANIFEST_NAME)
-    rows: dict[str, dict[str, object]] = {}
-    result = BatchResult()
-    todo: deque[_Task] = deque()
+    driver = _Driver(
+        root, factory, manifest, patient_of, len(studies), overwrite, max_attempts, progress, kwargs
+    )
     for found in studies:
         row = None if overwrite else finished_row(found, root, patient_of[found.name])
         if row is not None:
-            rows[found.name] = row
-            result.skipped.append(found.name)
+            driver.rows[found.name] = row
+            driver.result.skipped.append(found.name)
             manifest(found.name, "skipped")
         else:
-            todo.append(_Task(found))
+            driver.todo.append(_Task(found))
             manifest(found.name, "queued", input=str(found.path))
     started_ray = False
     try:
-        if todo:
+        if driver.todo:
             if not ray.is_initialized():
                 _check_reachable(address)
                 try:
@@ -253,121 +253,123 @@ def segment_cohort(
                 except Exception as exc:
                     raise ConnectionError(f"cannot connect to the Ray cluster at {address}: {exc}") from exc
                 started_ray = True
-            _run_actors(
-                ray,
-                todo,
-                root,
-                factory,
-                rows,
-                result,
-                manifest,
-                progress,
-                len(studies),
-                num_workers,
-                cpus_per_worker,
-                use_gpus,
-                max_attempts,
-                overwrite,
-                patient_of,
-                kwargs,
-            )
+            driver.run(ray, num_workers, cpus_per_worker, use_gpus)
     finally:
         manifest.close()
         if started_ray:
             ray.shutdown()
-    result.rows = [rows[s.name] for s in studies]
+    result = driver.result
+    result.rows = [driver.rows[s.name] for s in studies]
     write_batch_summary(root, summary_name, result.rows)
     return result
 
 
-def _run_actors(
-    ray: Any,
-    todo: deque[_Task],
-    root: Path,
-    factory: PredictorFactory,
-    rows: dict[str, dict[str, object]],
-    result: BatchResult,
-    manifest: _Manifest,
-    progress: bool,
-    n_studies: int,
-    num_workers: int | None,
-    cpus_per_worker: int,
-    use_gpus: bool | None,
-    max_attempts: int,
-    overwrite: bool,
-    patient_of: Mapping[str, PatientInfo | None],
-    kwargs: dict[str, Any],
-) -> None:
-    from ray.exceptions import RayActorError, WorkerCrashedError
+@dataclass
+class _Driver:
+    """The driver's side of a cohort run: the queue, the rows so far, the event log, and the actors.
 
-    cluster = ray.cluster_resources()
-    gpus = int(cluster.get("GPU", 0))
-    gpu = gpus > 0 if use_gpus is None else use_gpus
-    if num_workers is None:
-        num_workers = gpus if gpu and gpus else max(1, int(cluster.get("CPU", 1)) // cpus_per_worker)
-    num_workers = max(1, min(num_workers, len(todo)))
-    remote = ray.remote(CohortWorker).options(
-        num_cpus=cpus_per_worker, num_gpus=1 if gpu else 0, max_restarts=-1, max_task_retries=0
-    )
-    workers = [remote.remote(factory, str(root), cpus_per_worker, gpu, **kwargs) for _ in range(num_workers)]
-    place: dict[int, dict[str, object]] = {}
-    idle = list(range(num_workers))
-    inflight: dict[Any, tuple[int, _Task]] = {}
-    finished = len(result.skipped)
+    ``run`` hands queued studies to idle actors, one study per actor at a time, and collects each result
+    as it arrives (:meth:`_collect`), queueing a study again when its actor died.
+    """
 
-    def log(text: str) -> None:
-        if progress:
-            print(f"segment [{finished}/{n_studies}] {text}", file=sys.stderr, flush=True)
+    root: Path
+    factory: PredictorFactory
+    manifest: _Manifest
+    patient_of: Mapping[str, PatientInfo | None]
+    n_studies: int
+    overwrite: bool
+    max_attempts: int
+    progress: bool
+    kwargs: dict[str, Any]
+    todo: deque[_Task] = field(default_factory=deque)
+    rows: dict[str, dict[str, object]] = field(default_factory=dict)
+    result: BatchResult = field(default_factory=BatchResult)
 
-    while todo or inflight:
-        for i in list(idle):
-            if not todo:
-                break
-            # a study lost on worker i goes to another worker when there is one
-            pick = next((t for t in todo if t.avoid != i or num_workers == 1), None)
-            if pick is None:
+    def _log(self, text: str) -> None:
+        if self.progress:
+            finished = len(self.rows)
+            print(f"segment [{finished}/{self.n_studies}] {text}", file=sys.stderr, flush=True)
+
+    def run(self, ray: Any, num_workers: int | None, cpus_per_worker: int, use_gpus: bool | None) -> None:
+        """Start the actors and segment every queued study (see :func:`segment_cohort` for the arguments)."""
+        cluster = ray.cluster_resources()
+        gpus = int(cluster.get("GPU", 0))
+        gpu = gpus > 0 if use_gpus is None else use_gpus
+        if num_workers is None:
+            num_workers = gpus if gpu and gpus else max(1, int(cluster.get("CPU", 1)) // cpus_per_worker)
+        num_workers = max(1, min(num_workers, len(self.todo)))
+        remote = ray.remote(CohortWorker).options(
+            num_cpus=cpus_per_worker, num_gpus=1 if gpu else 0, max_restarts=-1, max_task_retries=0
+        )
+        workers = [
+            remote.remote(self.factory, str(self.root), cpus_per_worker, gpu, **self.kwargs)
+            for _ in range(num_workers)
+        ]
+        place: dict[int, dict[str, object]] = {}
+        idle = list(range(num_workers))
+        inflight: dict[Any, tuple[int, _Task]] = {}
+        while self.todo or inflight:
+            for i in list(idle):
+                if not self.todo:
+                    break
+                # a study lost on worker i goes to another worker when there is one
+                pick = next((t for t in self.todo if t.avoid != i or num_workers == 1), None)
+                if pick is None:
+                    continue
+                self.todo.remove(pick)
+                idle.remove(i)
+                if i not in place:
+                    place[i] = _where(ray, workers[i])
+                ref = workers[i].segment.remote(pick.found, self.overwrite, self.patient_of[pick.found.name])
+                inflight[ref] = (i, pick)
+                self.manifest(pick.found.name, "started", worker=i, attempt=pick.attempt, **place[i])
+            if not inflight:  # every idle worker is to be avoided by every queued study: let any take it
+                for t in self.todo:
+                    t.avoid = None
                 continue
-            todo.remove(pick)
-            idle.remove(i)
-            if i not in place:
-                place[i] = _where(ray, workers[i])
-            ref = workers[i].segment.remote(pick.found, overwrite, patient_of[pick.found.name])
-            inflight[ref] = (i, pick)
-            manifest(pick.found.name, "started", worker=i, attempt=pick.attempt, **place[i])
-        if not inflight:  # every idle worker is to be avoided by every queued study: let any take it
-            for t in todo:
-                t.avoid = None
-            continue
-        ready, _ = ray.wait(list(inflight), num_returns=1)
-        ref = ready[0]
-        i, task = inflight.pop(ref)
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            i, task = inflight.pop(ready[0])
+            idle.append(i)
+            if not self._collect(ray, ready[0], i, task):
+                place.pop(i, None)  # restarted by Ray: another process, maybe another node
+
+    def _collect(self, ray: Any, ref: Any, i: int, task: _Task) -> bool:
+        """Record the result of ``task`` on worker ``i``; return False when the worker died.
+
+        A study whose worker died is queued again while attempts are left, else recorded as failed.
+        """
+        from ray.exceptions import RayActorError, WorkerCrashedError
+
         name = task.found.name
-        idle.append(i)
+        alive = True
         try:
             status, row, seconds = ray.get(ref)
         except (RayActorError, WorkerCrashedError) as exc:
-            place.pop(i, None)  # restarted by Ray: another process, maybe another node
+            alive = False
             why = f"{type(exc).__name__}: worker {i} lost"
-            if task.attempt < max_attempts:
-                manifest(name, "worker_lost", worker=i, attempt=task.attempt, error=why)
-                todo.appendleft(_Task(task.found, task.attempt + 1, avoid=i))
-                log(f"{name}: worker {i} lost, queued again (attempt {task.attempt + 1} of {max_attempts})")
-                continue
+            if task.attempt < self.max_attempts:
+                self.manifest(name, "worker_lost", worker=i, attempt=task.attempt, error=why)
+                self.todo.appendleft(_Task(task.found, task.attempt + 1, avoid=i))
+                again = f"attempt {task.attempt + 1} of {self.max_attempts}"
+                self._log(f"{name}: worker {i} lost, queued again ({again})")
+                return alive
             status, seconds = "failed", 0.0
-            row = _lost_row(task.found, root, f"{why} {task.attempt} times")
-        finished += 1
-        rows[name] = row
+            row = _lost_row(task.found, self.root, f"{why} {task.attempt} times")
+        self.rows[name] = row
         if status == "done":
-            result.done.append(name)
+            self.result.done.append(name)
         elif status == "skipped":
-            result.skipped.append(name)
+            self.result.skipped.append(name)
         else:
-            result.failed[name] = str(row["error"])
-        manifest(name, status, worker=i, attempt=task.attempt, seconds=round(seconds, 2), error=row["error"])
-        log(
+            self.result.failed[name] = str(row["error"])
+        self.manifest(
+            name, status, worker=i, attempt=task.attempt, seconds=round(seconds, 2), error=row["error"]
+        )
+        self._log(
             f"{name}: {status} on worker {i} ({seconds:.1f} s)"
             + (f": {row['error']}" if row["error"] else "")
         )
+        return alive
 
 
 def _where(ray: Any, worker: Any, tries: int = 60) -> dict[str, object]:
