@@ -232,7 +232,7 @@ def display_transform(study: CineStudy, phases: Sequence[int]) -> tuple[int, boo
 
     if study.affine is None:
         k, flip = max(_DIHEDRAL[:4], key=rv_left)
-        return k, flip, "RV on the left (no geometry: rotation only)"
+        return k, flip, "RV on the left, rotation only without geometry"
     affine = np.asarray(study.affine, float)
 
     def world(step: tuple[int, int]) -> np.ndarray:  # affine columns: x = column, y = row
@@ -245,7 +245,7 @@ def display_transform(study: CineStudy, phases: Sequence[int]) -> tuple[int, boo
 
     candidates = [t for t in _DIHEDRAL if rv_left(t) >= 0.5] or _DIHEDRAL
     k, flip = max(candidates, key=geometry)
-    return k, flip, "anterior up, patient's right on the left (image geometry)"
+    return k, flip, "anterior up, patient's right on the left, from the image geometry"
 
 
 #: Direction from base to apex of the LV long axis in RAS+ (towards the patient's left, anterior and
@@ -279,19 +279,19 @@ def base_to_apex_order(study: CineStudy, phases: Sequence[int]) -> tuple[list[in
         if abs(float(normal @ _APEX_DIRECTION_RAS)) >= 0.6:
             along = float(normal @ _APEX_DIRECTION_RAS)
             order = list(range(n)) if along > 0 else list(range(n - 1, -1, -1))
-            return order, "image geometry (base-to-apex direction)"
+            return order, "image geometry"
     area = np.zeros(n)
     for p in phases:
         area += (np.asarray(study.labels[p]) > 0).reshape(n, -1).sum(axis=1)
     labelled = np.nonzero(area)[0]
     if labelled.size < 2:
-        return list(range(n)), "stored order (no labelled extent to orient)"
+        return list(range(n)), "stored order, no labelled extent to orient"
     first, last = labelled[0], labelled[-1]
     mid = (first + last) / 2
     z = np.arange(n)
     basal_first = area[z < mid].sum() >= area[z > mid].sum()
     order = list(range(n)) if basal_first else list(range(n - 1, -1, -1))
-    return order, "heart area (larger at the base)"
+    return order, "heart area, larger at the base"
 
 
 def slice_positions(study: CineStudy) -> list[float] | None:

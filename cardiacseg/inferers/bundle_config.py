@@ -44,7 +44,9 @@ def instantiate_bundle_predictor(
         ``(predictor, bundle folder)``.
 
     Raises:
-        FileNotFoundError: no ``configs/inference.json``.
+        FileNotFoundError: no ``configs/inference.json``, or missing weights.
+        ValueError: what the predictor refuses (weights that do not fit the network, an invalid crop
+            side ...), unwrapped from MONAI's ``RuntimeError``.
         TypeError: an override that is not allowed or not in the config, or a ``predictor`` that is not a
             ``cls``.
 
@@ -69,7 +71,15 @@ def instantiate_bundle_predictor(
         if key not in parser.config or key not in allowed:  # type: ignore[operator]
             raise TypeError(f"from_bundle got an unknown override {key!r}; choose from {sorted(allowed)}")
         parser[key] = _plain(value)
-    predictor = parser.get_parsed_content("predictor")
+    try:
+        predictor = parser.get_parsed_content("predictor")
+    except RuntimeError as exc:  # MONAI wraps the component's own error ("Failed to instantiate ..."): unwrap
+        cause: BaseException | None = exc
+        while isinstance(cause, RuntimeError) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, ValueError | FileNotFoundError):
+            raise cause from None
+        raise
     if not isinstance(predictor, cls):
         raise TypeError(f"{cfg}: 'predictor' is a {type(predictor).__name__}, not a {cls.__name__}")
     return predictor, root

@@ -258,8 +258,8 @@ class SlicePredictor:
             :func:`cardiacseg.transforms.utils.with_neighbours`; end slices repeat); 0: 2D.
 
     Raises:
-        ValueError: unknown TTA mode, precision or z-score region, negative ``context_slices``, or no
-            network.
+        ValueError: unknown TTA mode, precision or z-score region, negative ``context_slices``,
+            ``batch_size`` below 1, a crop side that is not a multiple of 16 of at least 32, or no network.
 
     Example:
         >>> predictor = SlicePredictor.from_bundle("bundles/cardiac_cine_seg")  # doctest: +SKIP
@@ -292,6 +292,14 @@ class SlicePredictor:
             raise ValueError(f"zscore_region must be one of {ZSCORE_REGIONS}, got {zscore_region!r}")
         if context_slices < 0:
             raise ValueError(f"context_slices must be >= 0, got {context_slices}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 slice, got {batch_size}")
+        for what, size in (("crop_size", crop_size), ("crop_fallback_size", crop_fallback_size)):
+            if size is not None and (size < 32 or size % 16):
+                raise ValueError(
+                    f"{what} must be a multiple of 16 pixels, at least 32 (the networks halve the crop four "
+                    f"times; the shipped model uses 160), got {size}"
+                )
         self.zscore_region = zscore_region
         self.context_slices = int(context_slices)
         self.precision = resolve_precision(precision, device)

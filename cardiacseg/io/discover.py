@@ -18,6 +18,7 @@ or a numeric suffix.
 from __future__ import annotations
 
 import os
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -175,7 +176,7 @@ def _walk(root: Path, max_depth: int, skip: set[Path]) -> Iterable[tuple[str, Pa
             real = p.resolve()
         except (OSError, RuntimeError):  # a symbolic-link loop
             return
-        if real in skip:
+        if real in skip or (depth > 0 and p.name.startswith(".")):
             return
         if p.is_file():
             if _is_nifti(p):
@@ -253,7 +254,10 @@ def discover_studies(
         exclude: folders not to search (e.g. the output folder inside an input folder).
 
     Returns:
-        The studies with unique names, in a stable (sorted) order.
+        The studies with unique names, in a stable (sorted) order. A study reached twice (the same input
+        given twice, or a folder and a study inside it) is listed once. Hidden files and folders (names
+        starting with ``.``: macOS ``._*`` companions, partial writes) are not searched. An input in which
+        no study is found is named in a warning (and, alone, gives an empty list).
 
     Raises:
         FileNotFoundError: an input does not exist.
@@ -282,7 +286,23 @@ def discover_studies(
             else:
                 others.append(p)
         found += _dicom_studies(root, candidates, others, alone=len(found) == n_found)
-    return _name(found)
+        if len(found) == n_found and len(inputs) > 1:
+            warnings.warn(
+                f"{root}: no study (DICOM, ACDC folder or NIfTI file) found here; left out", stacklevel=2
+            )
+    return _name(_unique(found))
+
+
+def _unique(studies: list[StudyInput]) -> list[StudyInput]:
+    """Drop studies found a second time (same kind, same resolved path and files), keeping the first."""
+    seen: set[tuple[str, Path, tuple[str, ...]]] = set()
+    out = []
+    for s in studies:
+        key = (s.kind, s.path.resolve(), tuple(sorted(os.path.relpath(f, s.path) for f in s.files)))
+        if key not in seen:
+            seen.add(key)
+            out.append(s)
+    return out
 
 
 def _name(studies: list[StudyInput]) -> list[StudyInput]:

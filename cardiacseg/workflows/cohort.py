@@ -47,6 +47,7 @@ from cardiacseg.workflows.segment import (
     BatchResult,
     batch_studies,
     finished_row,
+    prepare_output_folder,
     segment_one,
     write_batch_summary,
 )
@@ -225,8 +226,7 @@ def segment_cohort(
     ray = _ray()
     one_patient = kwargs.pop("patient", None)
     studies, summary_name = batch_studies(inputs, output_dir, part, patients, one_patient)
-    root = Path(output_dir).resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    root = prepare_output_folder(output_dir).resolve()
     patient_of = {s.name: (patients or {}).get(s.name, one_patient) for s in studies}
     manifest = _Manifest(root / MANIFEST_NAME)
     driver = _Driver(
@@ -234,10 +234,14 @@ def segment_cohort(
     )
     for found in studies:
         row = None if overwrite else finished_row(found, root, patient_of[found.name])
-        if row is not None:
+        if row is not None and row["status"] == "skipped":
             driver.rows[found.name] = row
             driver.result.skipped.append(found.name)
             manifest(found.name, "skipped")
+        elif row is not None:  # another input's results under this name (finished_row says which)
+            driver.rows[found.name] = row
+            driver.result.failed[found.name] = str(row["error"])
+            manifest(found.name, "failed", error=row["error"])
         else:
             driver.todo.append(_Task(found))
             manifest(found.name, "queued", input=str(found.path))
@@ -260,7 +264,7 @@ def segment_cohort(
             ray.shutdown()
     result = driver.result
     result.rows = [driver.rows[s.name] for s in studies]
-    write_batch_summary(root, summary_name, result.rows)
+    write_batch_summary(root, summary_name, result.rows, keep_earlier=True)
     return result
 
 

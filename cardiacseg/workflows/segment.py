@@ -59,8 +59,11 @@ __all__ = [
     "StudyProgress",
     "batch_studies",
     "finished_row",
+    "input_record",
     "merge_batch_parts",
     "model_csv_header",
+    "prepare_output_folder",
+    "same_input",
     "segment_batch",
     "segment_one",
     "segment_study",
@@ -159,6 +162,7 @@ def segment_study(
     patient: PatientInfo | None = None,
     reference_ranges: ReferenceTable = SHIPPED_REFERENCE_RANGES,
     bsa_formula: BsaFormula = "mosteller",
+    recorded_input: PathLike | StudyInput | None = None,
 ) -> dict[str, Any]:
     """Segment a DICOM folder, ACDC folder or NIfTI file; write labels, ``report.json/csv/html`` and PNGs.
 
@@ -204,6 +208,9 @@ def segment_study(
         reference_ranges: the adult reference ranges (default: the shipped table; a laboratory's own
             from :func:`~cardiacseg.clinical.reference_ranges.load_reference_ranges`).
         bsa_formula: ``"mosteller"`` (default) or ``"du_bois"``.
+        recorded_input: the input named in ``report.json`` → ``input`` (:func:`input_record`; a batch
+            recognises a finished study by it) when ``input_path`` is a study read already; default: the
+            ``input_path`` given as a path or :class:`~cardiacseg.io.discover.StudyInput`.
 
     Returns:
         The report dictionary (with ``"outputs"``: the written paths).
@@ -224,6 +231,9 @@ def segment_study(
     if mode == "classifier" and slice_classifier is None:
         raise ValueError("slice_range='classifier' needs a slice_classifier (a SliceRangeClassifier)")
     identity = describe_predictor(predictor, slice_range=_slice_range_rule(mode, slice_classifier))
+    recorded = (
+        recorded_input if recorded_input is not None or isinstance(input_path, CineStudy) else input_path
+    )
     report_progress("read", 0, 1)
     with stage("read"):
         if isinstance(input_path, CineStudy):
@@ -279,6 +289,7 @@ def segment_study(
         "slice_range": identity.slice_range,
     }
     extra: dict[str, object] = {
+        **({"input": input_record(recorded)} if recorded is not None else {}),
         "labels": "predicted",
         "model": model,
         "settings": settings,
@@ -311,6 +322,66 @@ def segment_study(
     report_progress("write", 1, 1)
     report["outputs"] = [str(p) for p in written]
     return report
+
+
+def input_record(source: PathLike | StudyInput) -> dict[str, object]:
+    """Describe a study's input as its report records it, to recognise the study in a later run.
+
+    Args:
+        source: the study's path, or the study as :func:`~cardiacseg.io.discover.discover_studies` found it.
+
+    Returns:
+        ``{"path": absolute path, "kind", "patient_id", "n_files", "size_bytes"}``: ``kind``, ``patient_id``
+        (DICOM) and ``n_files`` (DICOM) for a found study; ``size_bytes`` for a NIfTI file.
+
+    Example:
+        >>> input_record(StudyInput("p1", "nifti", Path("/data/does-not-exist.nii.gz")))["kind"]
+        'nifti'
+
+    """
+    path = source.path if isinstance(source, StudyInput) else Path(source)
+    record: dict[str, object] = {"path": str(path.resolve())}
+    if isinstance(source, StudyInput):
+        record.update(kind=source.kind, patient_id=source.patient_id, n_files=len(source.files))
+    if path.is_file():
+        record["size_bytes"] = path.stat().st_size
+    return record
+
+
+def same_input(earlier: Mapping[str, Any], found: StudyInput) -> bool:
+    """Whether a finished report (``report.json``) was made from this study (:func:`input_record`).
+
+    The same absolute path is the same study. So is a moved or re-mounted one: the same kind, and for DICOM
+    the same PatientID and number of files, for NIfTI the same file name and size. A report that records no
+    input (written before this check existed) is taken as the study's, as then.
+
+    Args:
+        earlier: the finished report.
+        found: the study of this run.
+
+    Returns:
+        True when the report is this study's.
+
+    Example:
+        >>> same_input({}, StudyInput("p1", "nifti", Path("p1.nii.gz")))
+        True
+
+    """
+    record = earlier.get("input")
+    if not isinstance(record, dict):
+        return True
+    now = input_record(found)
+    if record.get("path") == now["path"]:
+        return True
+    if record.get("kind") != found.kind:
+        return False
+    if found.kind == "dicom":
+        return bool(found.patient_id) and all(record.get(k) == now[k] for k in ("patient_id", "n_files"))
+    if found.kind == "nifti":
+        return Path(str(record.get("path"))).name == found.path.name and record.get("size_bytes") == now.get(
+            "size_bytes"
+        )
+    return Path(str(record.get("path"))).name == found.path.name
 
 
 def _slice_range_rule(mode: str, classifier: SliceRangeClassifier | None) -> str:
@@ -455,7 +526,10 @@ def _write_outputs(
                     footer=footer,
                 )
             )
-    if overwrite:  # DICOM objects of an earlier run would contradict this report: never leave them behind
+    if overwrite:  # outputs of an earlier run would contradict this report: never leave them behind
+        for name in ("montage.png", "volumes.png"):
+            if out / name not in written:
+                (out / name).unlink(missing_ok=True)
         _remove_earlier_dicom_outputs(out)
     if dicom:
         report["dicom_outputs"] = _write_dicom_outputs(
@@ -871,8 +945,7 @@ def segment_batch(
     """
     one_patient = kwargs.pop("patient", None)  # segment_study's own option: describes one study
     studies, summary_name = batch_studies(inputs, output_dir, part, patients, one_patient)
-    root = Path(output_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    root = prepare_output_folder(output_dir)
     result = BatchResult()
     shown = _BatchProgress(len(studies), progress)
     reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardiacseg-read") if prefetch else None
@@ -911,11 +984,47 @@ def segment_batch(
                 else:
                     result.failed[found.name] = str(row["error"])
                     shown.finish(f"failed: {row['error']}")
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM, which the CLI turns into it): keep what is finished
+        if result.rows:
+            write_batch_summary(root, summary_name, result.rows, keep_earlier=True)
+        raise
     finally:
         if reader is not None:  # an interrupted batch: drop reads not started, wait for the one running
             reader.shutdown(wait=True, cancel_futures=True)
-    write_batch_summary(root, summary_name, result.rows)
+    write_batch_summary(root, summary_name, result.rows, keep_earlier=True)
     return result
+
+
+def prepare_output_folder(output_dir: PathLike) -> Path:
+    """Create a batch's output folder and check that it can be written, before any study is segmented.
+
+    Args:
+        output_dir: the folder.
+
+    Returns:
+        The folder.
+
+    Raises:
+        NotADirectoryError: the path is a file.
+        PermissionError: the folder cannot be created or written (named, with the system's reason).
+
+    Example:
+        >>> prepare_output_folder("/tmp/cardiacseg-out-example").is_dir()
+        True
+
+    """
+    import tempfile
+
+    root = Path(output_dir)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"{root}: the output folder is a file; name a folder (it is created)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except PermissionError as exc:
+        raise PermissionError(f"{root}: the output folder cannot be written ({exc.strerror})") from None
+    return root
 
 
 def segment_one(
@@ -956,7 +1065,9 @@ def segment_one(
     out = root / name
     earlier = None if overwrite else finished_row(found, root, patient)
     if earlier is not None:
-        return "skipped", earlier
+        return str(earlier["status"]), earlier
+    # this attempt replaces any earlier result: if it fails, the study must not look finished
+    _report_file(root, found).unlink(missing_ok=True)
     try:
         source: StudyInput | CineStudy = found
         if prefetched is not None:
@@ -964,16 +1075,27 @@ def segment_one(
                 source = prefetched.result()
         # outputs of an interrupted earlier attempt (no report.json) are incomplete: replace them
         report = segment_study(
-            source, out, predictor, overwrite=True, progress=progress, patient=patient, **kwargs
+            source,
+            out,
+            predictor,
+            overwrite=True,
+            progress=progress,
+            patient=patient,
+            recorded_input=found,
+            **kwargs,
         )
     except Exception as exc:
         msg = f"{type(exc).__name__}: {exc}"
-        (root / "errors").mkdir(exist_ok=True)
-        atomic_write_text(
-            root / "errors" / f"{name}.txt", f"{path}\n{traceback.format_exc()}", overwrite=True
-        )
+        _write_error(root, found, traceback.format_exc())
         return "failed", _summary_row(name, path, "failed", None, msg)
+    (root / "errors" / f"{name}.txt").unlink(missing_ok=True)  # an earlier failure's record is obsolete
     return "done", _summary_row(name, path, "done", report)
+
+
+def _write_error(root: Path, found: StudyInput, text: str) -> None:
+    """Write ``root/errors/<name>.txt``: the study's input path and what went wrong."""
+    (root / "errors").mkdir(exist_ok=True)
+    atomic_write_text(root / "errors" / f"{found.name}.txt", f"{found.path}\n{text}", overwrite=True)
 
 
 def _report_file(root: Path, found: StudyInput) -> Path:
@@ -986,13 +1108,18 @@ def finished_row(
 ) -> dict[str, object] | None:
     """Return the ``skipped`` row of a study finished earlier (its ``report.json`` exists), else None.
 
+    A finished report made from another input (:func:`same_input`: two studies of one name, e.g. two sites'
+    ``patient001`` into one output folder) is never taken as this study's: the row is ``failed`` with an
+    error that names both inputs, and the earlier outputs are left as they are.
+
     Args:
         found: the study.
         root: the batch's output root.
         patient: the body size asked for now (a warning says so when the finished report used other values).
 
     Returns:
-        The summary row from the earlier report, or None when the study is not finished.
+        The summary row from the earlier report (status ``skipped``, or ``failed`` for another input's
+        report), or None when the study is not finished.
 
     Example:
         >>> finished_row(found, Path("out")) is None  # doctest: +SKIP
@@ -1003,28 +1130,58 @@ def finished_row(
     if not report_file.exists():
         return None
     earlier = json.loads(report_file.read_text())
+    if not same_input(earlier, found):
+        made_from = earlier["input"].get("path")
+        msg = (
+            f"{report_file.parent} holds the results of another input ({made_from}), not of {found.path}: "
+            "segment into another output folder, or pass --overwrite to replace them"
+        )
+        _write_error(root, found, msg + "\n")
+        return _summary_row(found.name, found.path, "failed", None, msg)
     _warn_if_body_size_differs(found.name, earlier, patient)
     return _summary_row(found.name, found.path, "skipped", earlier)
 
 
-def write_batch_summary(root: Path, summary_name: str, rows: Sequence[Mapping[str, object]]) -> None:
+def write_batch_summary(
+    root: Path, summary_name: str, rows: Sequence[Mapping[str, object]], keep_earlier: bool = False
+) -> None:
     """Write ``root/<summary_name>.csv`` and ``.json`` (one row per study, atomically).
 
     Args:
         root: the batch's output root.
         summary_name: file stem, e.g. ``batch_summary``.
         rows: summary rows (:func:`segment_one`), all with the same keys.
+        keep_earlier: keep the rows of the summary already there for studies not in ``rows`` (after
+            them, as they were): a run over some of a folder's studies, or an interrupted one, does not drop
+            the others from its summary.
 
     Example:
         >>> write_batch_summary(Path("out"), "batch_summary", rows)  # doctest: +SKIP
 
     """
+    rows = list(rows)
+    if keep_earlier:
+        rows += [
+            r
+            for r in _earlier_rows(root / f"{summary_name}.json")
+            if r.get("study") not in {row["study"] for row in rows}
+        ]
+    fields = list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", restval="")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(root / f"{summary_name}.csv", buf.getvalue(), overwrite=True)
     atomic_write_text(root / f"{summary_name}.json", json.dumps(list(rows), indent=2) + "\n", overwrite=True)
+
+
+def _earlier_rows(path: Path) -> list[dict[str, object]]:
+    """Rows of an existing ``batch_summary.json`` ([] when there is none or it cannot be read)."""
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
 
 def merge_batch_parts(output_dir: PathLike, overwrite: bool = False) -> list[dict[str, object]]:
