@@ -90,6 +90,7 @@ class CurationKind(str, Enum):
     MISSING_GEOMETRY = "missing_geometry"
     MIRRORED_IMAGE = "mirrored_image"
     PATIENT_DATA = "patient_data"
+    DUPLICATE_INSTANCE = "duplicate_instance"
 
 
 class SliceRange(IntEnum):

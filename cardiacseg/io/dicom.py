@@ -259,8 +259,24 @@ def _declared_bytes(ds: Dataset, path: str) -> int:
     return rows * cols * frames * samples * max(1, (bits + 7) // 8)
 
 
+def _is_image_without_pixels(ds: Dataset) -> bool:
+    """Whether a data set without ``PixelData`` still describes an image (a truncated or stripped file).
+
+    Image objects carry Rows and Columns; spectroscopy (Rows and Columns, but ``SpectroscopyData``) and
+    float-pixel images are not taken as damaged.
+    """
+    other_data = ("SpectroscopyData", "FloatPixelData", "DoubleFloatPixelData")
+    return "Rows" in ds and "Columns" in ds and not any(k in ds for k in other_data)
+
+
 def _read_dataset(path: str, report_no_meta: list[str]) -> Dataset | None:
-    """Parse a file; ``None`` when it is not DICOM. Files without preamble / File Meta are read too."""
+    """Parse a file; ``None`` when it is not DICOM. Files without preamble / File Meta are read too.
+
+    An empty file with a DICOM name (``.dcm``, ``.dicom``, ``.ima``) is an error: an interrupted copy or
+    export loses an image of the cine, which must not be dropped silently.
+    """
+    if path.lower().endswith((".dcm", ".dicom", ".ima")) and os.path.getsize(path) == 0:
+        raise DicomReadError(f"{path}: empty file (0 bytes): an interrupted copy or export? Copy it again")
     try:
         return pydicom.dcmread(path)
     except InvalidDicomError:
@@ -427,7 +443,8 @@ def parse_dicom_files(paths: Sequence[str], report: CurationReport, where: PathL
         One :class:`DicomFrame` per image (per frame of a multi-frame file).
 
     Raises:
-        DicomReadError: a corrupt file (named), a declared image too large to decode, no DICOM image, or
+        DicomReadError: a corrupt file (named; also an empty ``.dcm`` file and an image header without
+            pixel data), a declared image too large to decode, no DICOM image, or
             images that all lack ``ImagePositionPatient`` / ``ImageOrientationPatient`` (counted, one named).
 
     Example:
@@ -439,12 +456,25 @@ def parse_dicom_files(paths: Sequence[str], report: CurationReport, where: PathL
     ignored: list[str] = []
     no_meta: list[str] = []
     no_geometry: list[str] = []
+    duplicates: list[tuple[str, str]] = []  # (file, the file of the same image read before)
+    first_of: dict[str, str] = {}  # SOPInstanceUID -> the file it was read from
     for p in paths:
         try:
             ds = _read_dataset(p, no_meta)
+            if ds is not None and "PixelData" not in ds and _is_image_without_pixels(ds):
+                raise DicomReadError(
+                    f"{p}: a DICOM image ({ds.get('Rows')}x{ds.get('Columns')}) without pixel data: the file "
+                    "is truncated or damaged (export or copy it again)"
+                )
             if ds is None or "PixelData" not in ds:
                 ignored.append(p)
                 continue
+            uid = str(ds.get("SOPInstanceUID", "") or "")
+            if uid and uid in first_of:  # the same image exported or copied twice: read it once
+                duplicates.append((p, first_of[uid]))
+                continue
+            if uid:
+                first_of[uid] = p
             check_allocation(_declared_bytes(ds, p), f"pixel data ({ds.get('Rows')}x{ds.get('Columns')})", p)
             if _is_multiframe(ds):
                 frames += _enhanced_frames(p, ds)
@@ -456,6 +486,14 @@ def parse_dicom_files(paths: Sequence[str], report: CurationReport, where: PathL
             raise
         except Exception as exc:  # pydicom reads elements lazily: a corrupt VR surfaces here
             raise DicomReadError(f"{p}: DICOM header cannot be parsed ({type(exc).__name__}: {exc})") from exc
+    if duplicates:
+        report.add(
+            CurationKind.DUPLICATE_INSTANCE,
+            "warning",
+            f"{len(duplicates)} file(s) repeat an image read already (same SOPInstanceUID: "
+            f"{duplicates[0][0]} is {duplicates[0][1]}); each image was read once",
+            tuple(p for p, _ in duplicates),
+        )
     if ignored:
         report.add(
             CurationKind.IGNORED_FILE,

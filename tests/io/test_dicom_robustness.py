@@ -136,6 +136,41 @@ def test_truncated_file_raises_with_name(copy: Path) -> None:
         read_study(copy)
 
 
+@pytest.mark.parametrize("damage", ["empty", "header_only", "pixel_data_removed"])
+def test_damaged_image_file_is_an_error_not_a_dropped_phase(copy: Path, damage: str) -> None:
+    """An emptied file, one cut before its pixel data, or one stripped of it: refused, naming the file.
+
+    Before, each was listed as "not a DICOM image" and its phase dropped from every slice (17 of 20 kept),
+    which moves ED/ES and can change EF.
+    """
+    victim = copy / f"{_instance(4, 2)}.dcm"
+    ds = pydicom.dcmread(victim)
+    if damage == "empty":
+        victim.write_bytes(b"")
+    elif damage == "header_only":
+        data = victim.read_bytes()
+        victim.write_bytes(data[: data.rfind(b"\xe0\x7f\x10\x00")])  # up to the (7FE0,0010) Pixel Data tag
+    else:
+        del ds.PixelData
+        ds.save_as(victim)
+    with pytest.raises(DicomReadError, match=victim.name) as refused:
+        read_study(copy)
+    assert ("empty file" if damage == "empty" else "without pixel data") in str(refused.value)
+
+
+def test_duplicate_instance_in_another_folder_is_read_once(original, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An exact copy of one image in a sibling folder (a repeated export) changes nothing but a warning."""
+    root = tmp_path / "export"
+    shutil.copytree(original[0], root / "cine")
+    (root / "stray").mkdir()
+    shutil.copy(root / "cine" / f"{_instance(3, 7)}.dcm", root / "stray" / "9999.dcm")
+    study = read_study(root)
+    assert np.array_equal(study.image, original[1].image)
+    found = study.curation.of_kind(CurationKind.DUPLICATE_INSTANCE)
+    assert len(found) == 1 and found[0].severity == "warning"
+    assert [Path(f).name for f in found[0].files] == ["9999.dcm"]
+
+
 def test_repeated_slice_keeps_later_acquisition(original, copy: Path) -> None:  # type: ignore[no-untyped-def]
     uid = generate_uid()
     rep = copy / "repeat"
