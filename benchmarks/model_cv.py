@@ -28,6 +28,7 @@ Usage::
     python benchmarks/model_cv.py evaluate --recipe v1 [--folds ...]
     python benchmarks/model_cv.py report --recipes v1 v2
     python benchmarks/model_cv.py postprocessing --recipe v2a   # chosen out of fold (nnU-Net's rule)
+    python benchmarks/model_cv.py choose --recipes v2a v2b --folds 1   # the v2 recipe, by a fixed rule
     python benchmarks/model_cv.py train --recipe v2a --all   # the model that ships: all 75 patients
 
 ``train --all`` trains the recipe on all 75 patients (``OUT/<recipe>/all/``), the same way and with the same
@@ -526,11 +527,60 @@ def report(out: Path, recipes: list[str], fold_ids: list[int]) -> dict[str, Any]
     return result
 
 
+#: Largest LV Dice loss (paired mean against v1) a v2 candidate may have and still be chosen (issue 22:
+#: "beats v1 in MYO and RV without losing LV"; 0.005 is the band issue 21 uses for "no loss").
+LV_LOSS_ALLOWED = 0.005
+
+
+def choose_v2(out: Path, candidates: list[str], fold_ids: list[int]) -> dict[str, Any]:
+    """Choose the v2 recipe among ``candidates`` by a rule fixed before their scores are seen.
+
+    Each candidate is compared with v1 paired by patient on the folds both have
+    (:func:`paired_difference`). Eligible: LV Dice not lower than v1's by more than
+    :data:`LV_LOSS_ALLOWED`. Chosen: the eligible candidate with the largest mean of its MYO and RV Dice
+    gains; on a tie (within 0.001) the earlier candidate, the simpler one. None eligible: the one with
+    the largest gain, marked as not meeting the rule. Writes ``OUT/v2_choice`` (the recipe name, read by
+    the training queue) and ``OUT/v2_choice.json`` (the figures and the rule).
+    """
+    v1 = patient_rows(out, "v1", fold_ids)
+    scored: dict[str, dict[str, Any]] = {}
+    for recipe in candidates:
+        rows = patient_rows(out, recipe, fold_ids)
+        diffs = {key: paired_difference(v1, rows, key) for key in ("dice_lv", "dice_myo", "dice_rv")}
+        if not diffs["dice_lv"]["n"]:
+            print(f"{recipe}: no fold in common with v1 on folds {fold_ids}: left out", flush=True)
+            continue
+        gain = (diffs["dice_myo"]["mean"] + diffs["dice_rv"]["mean"]) / 2
+        scored[recipe] = {
+            "differences_vs_v1": diffs,
+            "myo_rv_gain": gain,
+            "eligible": diffs["dice_lv"]["mean"] >= -LV_LOSS_ALLOWED,
+        }
+    if not scored:
+        raise ValueError(f"no candidate among {candidates} is scored on folds {fold_ids} with v1")
+    eligible = [r for r in candidates if r in scored and scored[r]["eligible"]]
+    pool = eligible or [r for r in candidates if r in scored]
+    best = max(scored[r]["myo_rv_gain"] for r in pool)
+    chosen = next(r for r in pool if scored[r]["myo_rv_gain"] >= best - 0.001)
+    result = {
+        "chosen": chosen,
+        "meets_rule": bool(eligible),
+        "folds": fold_ids,
+        "rule": f"LV loss vs v1 <= {LV_LOSS_ALLOWED}; largest mean of MYO and RV gains; ties (0.001) to the "
+        "earlier candidate",
+        "candidates": scored,
+    }
+    (out / "v2_choice.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "v2_choice").write_text(chosen + "\n")
+    print(json.dumps(result, indent=1))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=("train", "evaluate", "postprocessing", "report"))
+    parser.add_argument("command", choices=("train", "evaluate", "postprocessing", "report", "choose"))
     parser.add_argument("--recipe", default="v1", choices=[*RECIPES, "shipped"])
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
     parser.add_argument("--folds", nargs="*", type=int, default=list(range(N_FOLDS)))
@@ -556,6 +606,8 @@ def main() -> None:
             evaluate_fold(args.out, args.recipe, k, not args.no_sunnybrook, args.tta, args.oof_postprocessing)
     elif args.command == "postprocessing":
         oof_postprocessing(args.out, args.recipe, args.folds)
+    elif args.command == "choose":
+        choose_v2(args.out, [r for r in args.recipes if r.startswith("v2")], args.folds)
     else:
         report(args.out, args.recipes, args.folds)
 
