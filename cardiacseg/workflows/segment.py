@@ -703,6 +703,34 @@ def _warn_if_body_size_differs(name: str, report: dict[str, Any], patient: Patie
         )
 
 
+#: The model identity's entries that change a study's numbers (``report.json`` → ``model``).
+_NUMBER_SETTINGS = (
+    "weights",
+    "tta",
+    "precision",
+    "crop_size",
+    "crop_fallback_size",
+    "zscore_region",
+    "target_spacing_mm",
+    "postprocessing",
+    "slice_range",
+)
+
+
+def _warn_if_model_differs(name: str, report: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    """Say so when a finished study is skipped although the model or its settings are not the report's."""
+    earlier = report.get("model")
+    if not isinstance(earlier, dict):
+        return
+    changed = [k for k in _NUMBER_SETTINGS if k in earlier and earlier[k] != model.get(k)]
+    if changed:
+        warnings.warn(
+            f"{name}: finished earlier with other {', '.join(changed)}; its results are kept "
+            "(pass --overwrite to redo it with the current ones)",
+            stacklevel=3,
+        )
+
+
 def _summary_row(
     name: str, path: Path, status: str, report: dict[str, Any] | None, error: str = ""
 ) -> dict[str, object]:
@@ -1063,7 +1091,13 @@ def segment_one(
     """
     name, path = found.name, found.path
     out = root / name
-    earlier = None if overwrite else finished_row(found, root, patient)
+    model = None
+    if not overwrite and _report_file(root, found).exists():  # the settings now, to compare with the report's
+        mode = slice_range_mode(kwargs.get("slice_range", False))
+        model = describe_predictor(
+            predictor, _slice_range_rule(mode, kwargs.get("slice_classifier"))
+        ).to_dict()
+    earlier = None if overwrite else finished_row(found, root, patient, model)
     if earlier is not None:
         return str(earlier["status"]), earlier
     # this attempt replaces any earlier result: if it fails, the study must not look finished
@@ -1104,7 +1138,7 @@ def _report_file(root: Path, found: StudyInput) -> Path:
 
 
 def finished_row(
-    found: StudyInput, root: Path, patient: PatientInfo | None = None
+    found: StudyInput, root: Path, patient: PatientInfo | None = None, model: Mapping[str, Any] | None = None
 ) -> dict[str, object] | None:
     """Return the ``skipped`` row of a study finished earlier (its ``report.json`` exists), else None.
 
@@ -1116,6 +1150,9 @@ def finished_row(
         found: the study.
         root: the batch's output root.
         patient: the body size asked for now (a warning says so when the finished report used other values).
+        model: the model identity now (:meth:`~cardiacseg.inferers.identity.ModelIdentity.to_dict`); a
+            warning names the settings that change numbers (weights, TTA, post-processing, crop, precision,
+            slice range ...) where the finished report's differ, since the study keeps its earlier results.
 
     Returns:
         The summary row from the earlier report (status ``skipped``, or ``failed`` for another input's
@@ -1139,6 +1176,8 @@ def finished_row(
         _write_error(root, found, msg + "\n")
         return _summary_row(found.name, found.path, "failed", None, msg)
     _warn_if_body_size_differs(found.name, earlier, patient)
+    if model is not None:
+        _warn_if_model_differs(found.name, earlier, model)
     return _summary_row(found.name, found.path, "skipped", earlier)
 
 

@@ -197,3 +197,22 @@ def test_sigterm_mid_batch_keeps_finished_studies_and_leaves_no_partial_file(tmp
     assert not _batch([cohort], out).failed  # type: ignore[attr-defined]  # the same batch resumes
     rows = json.loads((out / "batch_summary.json").read_text())
     assert [(r["study"], r["status"]) for r in rows] == [("s0", "skipped"), ("s1", "done")]
+
+
+def test_a_skipped_study_says_when_it_was_made_with_other_settings(tmp_path: Path) -> None:
+    """Re-running a folder with other post-processing or TTA keeps the earlier results: a warning says so."""
+    from cardiacseg.postprocess import PostProcessor
+
+    study = _phantom(tmp_path / "in" / "p1.nii.gz")
+    out = tmp_path / "out"
+    _batch([study], out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _batch([study], out)  # the same settings: skipped quietly
+        assert not [w for w in caught if "finished earlier" in str(w.message)]
+        other = _predictor()
+        other.postprocess, other.tta = PostProcessor(["lcc_volume"]), "flip"
+        result = segment_batch([study], out, other, progress=False, figures=False)
+    assert result.skipped == ["p1"]
+    said = [str(w.message) for w in caught if "finished earlier" in str(w.message)]
+    assert len(said) == 1 and "tta, postprocessing" in said[0] and "--overwrite" in said[0]
