@@ -1092,11 +1092,10 @@ def segment_one(
     name, path = found.name, found.path
     out = root / name
     model = None
-    if not overwrite and _report_file(root, found).exists():  # the settings now, to compare with the report's
+    if not overwrite and _records_model(_report_file(root, found)):  # the settings now, to compare
         mode = slice_range_mode(kwargs.get("slice_range", False))
-        model = describe_predictor(
-            predictor, _slice_range_rule(mode, kwargs.get("slice_classifier"))
-        ).to_dict()
+        rule = _slice_range_rule(mode, kwargs.get("slice_classifier"))
+        model = describe_predictor(predictor, rule).to_dict()
     earlier = None if overwrite else finished_row(found, root, patient, model)
     if earlier is not None:
         return str(earlier["status"]), earlier
@@ -1124,6 +1123,14 @@ def segment_one(
         return "failed", _summary_row(name, path, "failed", None, msg)
     (root / "errors" / f"{name}.txt").unlink(missing_ok=True)  # an earlier failure's record is obsolete
     return "done", _summary_row(name, path, "done", report)
+
+
+def _records_model(report_file: Path) -> bool:
+    """Whether a finished study's ``report.json`` exists and names its model (reports since 0.2 do)."""
+    try:
+        return isinstance(json.loads(report_file.read_text()).get("model"), dict)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _write_error(root: Path, found: StudyInput, text: str) -> None:
