@@ -27,7 +27,7 @@ from typing import IO, Any
 import numpy as np
 
 from cardiacseg.clinical.figures import plot_overlay, plot_volume_curve, warm_up_figures
-from cardiacseg.clinical.html_report import write_html_report
+from cardiacseg.clinical.html_report import FIGURES, write_html_report
 from cardiacseg.clinical.indices import CardiacIndices, compute_cardiac_indices, detect_ed_es
 from cardiacseg.clinical.qc import quality_flags, uncertainty_flags
 from cardiacseg.clinical.reference_ranges import (
@@ -527,7 +527,7 @@ def _write_outputs(
                 )
             )
     if overwrite:  # outputs of an earlier run would contradict this report: never leave them behind
-        for name in ("montage.png", "volumes.png"):
+        for name in FIGURES.values():
             if out / name not in written:
                 (out / name).unlink(missing_ok=True)
         _remove_earlier_dicom_outputs(out)
@@ -717,11 +717,8 @@ _NUMBER_SETTINGS = (
 )
 
 
-def _warn_if_model_differs(name: str, report: Mapping[str, Any], model: Mapping[str, Any]) -> None:
-    """Say so when a finished study is skipped although the model or its settings are not the report's."""
-    earlier = report.get("model")
-    if not isinstance(earlier, dict):
-        return
+def _warn_if_model_differs(name: str, earlier: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    """Say so when a finished study is skipped although the model or its settings are not its report's."""
     changed = [k for k in _NUMBER_SETTINGS if k in earlier and earlier[k] != model.get(k)]
     if changed:
         warnings.warn(
@@ -1091,11 +1088,13 @@ def segment_one(
     """
     name, path = found.name, found.path
     out = root / name
-    model = None
-    if not overwrite and _records_model(_report_file(root, found)):  # the settings now, to compare
+
+    def model() -> dict[str, Any]:  # the settings now, compared with a finished report's
         mode = slice_range_mode(kwargs.get("slice_range", False))
-        rule = _slice_range_rule(mode, kwargs.get("slice_classifier"))
-        model = describe_predictor(predictor, rule).to_dict()
+        return describe_predictor(
+            predictor, _slice_range_rule(mode, kwargs.get("slice_classifier"))
+        ).to_dict()
+
     earlier = None if overwrite else finished_row(found, root, patient, model)
     if earlier is not None:
         return str(earlier["status"]), earlier
@@ -1121,22 +1120,19 @@ def segment_one(
         msg = f"{type(exc).__name__}: {exc}"
         _write_error(root, found, traceback.format_exc())
         return "failed", _summary_row(name, path, "failed", None, msg)
-    (root / "errors" / f"{name}.txt").unlink(missing_ok=True)  # an earlier failure's record is obsolete
+    _error_file(root, found).unlink(missing_ok=True)  # an earlier failure's record is obsolete
     return "done", _summary_row(name, path, "done", report)
 
 
-def _records_model(report_file: Path) -> bool:
-    """Whether a finished study's ``report.json`` exists and names its model (reports since 0.2 do)."""
-    try:
-        return isinstance(json.loads(report_file.read_text()).get("model"), dict)
-    except (OSError, ValueError, AttributeError):
-        return False
+def _error_file(root: Path, found: StudyInput) -> Path:
+    """Return a batch study's ``errors/<name>.txt``."""
+    return root / "errors" / f"{found.name}.txt"
 
 
 def _write_error(root: Path, found: StudyInput, text: str) -> None:
     """Write ``root/errors/<name>.txt``: the study's input path and what went wrong."""
-    (root / "errors").mkdir(exist_ok=True)
-    atomic_write_text(root / "errors" / f"{found.name}.txt", f"{found.path}\n{text}", overwrite=True)
+    _error_file(root, found).parent.mkdir(exist_ok=True)
+    atomic_write_text(_error_file(root, found), f"{found.path}\n{text}", overwrite=True)
 
 
 def _report_file(root: Path, found: StudyInput) -> Path:
@@ -1145,7 +1141,10 @@ def _report_file(root: Path, found: StudyInput) -> Path:
 
 
 def finished_row(
-    found: StudyInput, root: Path, patient: PatientInfo | None = None, model: Mapping[str, Any] | None = None
+    found: StudyInput,
+    root: Path,
+    patient: PatientInfo | None = None,
+    model: Callable[[], Mapping[str, Any]] | None = None,
 ) -> dict[str, object] | None:
     """Return the ``skipped`` row of a study finished earlier (its ``report.json`` exists), else None.
 
@@ -1157,8 +1156,9 @@ def finished_row(
         found: the study.
         root: the batch's output root.
         patient: the body size asked for now (a warning says so when the finished report used other values).
-        model: the model identity now (:meth:`~cardiacseg.inferers.identity.ModelIdentity.to_dict`); a
-            warning names the settings that change numbers (weights, TTA, post-processing, crop, precision,
+        model: returns the model identity now (:meth:`~cardiacseg.inferers.identity.ModelIdentity.to_dict`;
+            called only when the finished report names its model); a warning names the settings that change
+            numbers (weights, TTA, post-processing, crop, precision,
             slice range ...) where the finished report's differ, since the study keeps its earlier results.
 
     Returns:
@@ -1183,8 +1183,8 @@ def finished_row(
         _write_error(root, found, msg + "\n")
         return _summary_row(found.name, found.path, "failed", None, msg)
     _warn_if_body_size_differs(found.name, earlier, patient)
-    if model is not None:
-        _warn_if_model_differs(found.name, earlier, model)
+    if model is not None and isinstance(earlier.get("model"), dict):
+        _warn_if_model_differs(found.name, earlier["model"], model())
     return _summary_row(found.name, found.path, "skipped", earlier)
 
 
@@ -1207,11 +1207,8 @@ def write_batch_summary(
     """
     rows = list(rows)
     if keep_earlier:
-        rows += [
-            r
-            for r in _earlier_rows(root / f"{summary_name}.json")
-            if r.get("study") not in {row["study"] for row in rows}
-        ]
+        named = {row["study"] for row in rows}
+        rows += [r for r in _earlier_rows(root / f"{summary_name}.json") if r.get("study") not in named]
     fields = list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", restval="")
